@@ -1,0 +1,70 @@
+"""`corpuskit convert`: any supported input format -> canonical jsonl, plus a rejects file."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
+                                progress, warn)
+from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.outputs import atomic_file, dumps
+from corpuskit.records import Rejected
+from corpuskit.report import StageReport
+
+
+def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20):
+    """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report."""
+    files = expand_inputs(inputs)
+    report = StageReport("convert", inputs=files)
+    shown = 0
+    with atomic_file(output) as out, atomic_file(rejects_path) as rej:
+        for item in progress(iter_records(files, fmt, to, encoding), "convert"):
+            if isinstance(item, Rejected):
+                report.reject(item)
+                rej.write(dumps(item.to_json()) + "\n")
+                if item.reason == "parse_error" and shown < show_errors:
+                    warn(f"{item.origin}: {item.message}")
+                    shown += 1
+            else:
+                report.keep()
+                out.write(dumps(item.to_json()) + "\n")
+    return report
+
+
+@click.command("convert")
+@inputs_argument
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Canonical jsonl to write.")
+@click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
+              help="Where rejected records go, one JSON per line with its reason [default: OUTPUT with .rejected.jsonl].")
+@click.option("--to", type=click.Choice(["sft", "pretrain"]), default=None,
+              help="Require this record kind; records of the other kind are rejected (wrong_kind).")
+@from_option
+@encoding_option
+@click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
+@handle_errors
+def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, strict, report_path):
+    """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily or plain text
+    to canonical records.
+
+    \b
+    Examples:
+      corpuskit convert ShareGPT_V3.json -o chats.jsonl --to sft
+      corpuskit convert atom_train.csv -o atom.jsonl --from llama2-chinese
+      corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily
+    """
+    if rejects_path is None:
+        p = Path(output)
+        rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
+    report = convert(inputs, output, rejects_path, fmt, to, encoding)
+    if report_path:
+        from corpuskit.outputs import write_json
+        write_json(report_path, report.to_json())
+    click.echo(report.summary(), err=True)
+    click.echo(f"wrote {output} ({report.kept} records) and {rejects_path} ({report.input - report.kept} rejected)",
+               err=True)
+    if strict and report.kept != report.input:
+        sys.exit(1)
