@@ -20,8 +20,10 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
     shown = 0
+    seen_files: set[str] = set()
     with atomic_file(output) as out, atomic_file(rejects_path) as rej:
         for item in progress(iter_records(files, fmt, to, encoding), "convert"):
+            seen_files.add(item.origin.path)
             if isinstance(item, Rejected):
                 report.reject(item)
                 rej.write(dumps(item.to_json()) + "\n")
@@ -31,6 +33,11 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
             else:
                 report.keep()
                 out.write(dumps(item.to_json()) + "\n")
+    empty = [f for f in files if f not in seen_files]
+    for f in empty:
+        warn(f"{f}: no records (empty or blank lines only)")
+    if empty:
+        report.details["files_without_records"] = empty
     return report
 
 

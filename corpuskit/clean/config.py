@@ -1,0 +1,121 @@
+"""Filter configuration: the `default` and `none` presets, or a YAML file.
+
+YAML shape (every key optional; a filter left out keeps its default state):
+
+    words: char            # how rules count Chinese words: char (each CJK character) or jieba
+    normalize: {strip_control: true, strip_invisible: true, whitespace: true, nfkc: false}
+    filters:
+      length: {min_chars: 1, max_chars: 1000000}
+      gopher_quality: {enabled: true, min_doc_words: 50, apply_to: [pretrain]}
+      c4: {enabled: false}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from corpuskit.clean.doc import WORD_MODES
+from corpuskit.clean.filters import FILTERS, ORDER, Filter
+from corpuskit.clean.normalize import NormalizeConfig
+from corpuskit.records import PIECE, PRETRAIN, SFT
+
+PRESETS = ("default", "web", "none")
+KINDS = (PRETRAIN, SFT, PIECE)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class CleanConfig:
+    normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
+    filters: list[Filter] = field(default_factory=list)
+    words: str = "char"
+    source: str = "default"
+
+    def describe(self) -> dict:
+        """What ran, for the report (so a result can be reproduced)."""
+        return {"source": self.source, "words": self.words,
+                "normalize": {k: getattr(self.normalize, k) for k in NormalizeConfig.__dataclass_fields__},
+                "filters": {f.name: {**f.params, "apply_to": list(f.apply_to)} for f in self.filters}}
+
+
+def default_config() -> CleanConfig:
+    """Normalisation on; length, Gopher and FineWeb rules on, the web-text rules for pretrain
+    records only (chat turns are short and code-heavy: those rules would drop most good SFT data).
+    C4 is off: its 5-sentence page minimum drops most one-paragraph-per-record corpora such as
+    People's Daily (use `web`, or enable it in YAML, for whole web pages)."""
+    return CleanConfig(filters=[FILTERS[name]() for name in ORDER if name != "c4"])
+
+
+def web_config() -> CleanConfig:
+    """Every rule on, as datatrove's FineWeb pipeline runs them on crawled pages."""
+    return CleanConfig(filters=[FILTERS[name]() for name in ORDER], source="web")
+
+
+def none_config() -> CleanConfig:
+    return CleanConfig(normalize=NormalizeConfig(False, False, False, False), filters=[], source="none")
+
+
+def load_config(spec: str) -> CleanConfig:
+    if spec == "default":
+        return default_config()
+    if spec == "web":
+        return web_config()
+    if spec == "none":
+        return none_config()
+    path = Path(spec)
+    if not path.is_file():
+        raise ConfigError(f"{spec}: not a preset ({', '.join(PRESETS)}) and no such YAML file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{spec}:{mark.line + 1}" if mark else spec
+        raise ConfigError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from e
+    try:
+        cfg = config_from_dict(data)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise ConfigError(f"{spec}: {e}") from e
+    cfg.source = str(path)
+    return cfg
+
+
+def config_from_dict(data: dict) -> CleanConfig:
+    if not isinstance(data, dict):
+        raise ConfigError("top level must be a mapping with keys words, normalize, filters")
+    unknown = set(data) - {"words", "normalize", "filters"}
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected words, normalize, filters")
+    words = data.get("words", "char")
+    if words not in WORD_MODES:
+        raise ConfigError(f"words must be one of {list(WORD_MODES)}, got {words!r}")
+    norm = data.get("normalize") or {}
+    bad = set(norm) - set(NormalizeConfig.__dataclass_fields__)
+    if bad:
+        raise ConfigError(f"normalize: unknown option(s) {sorted(bad)}; known: {sorted(NormalizeConfig.__dataclass_fields__)}")
+    if not all(isinstance(v, bool) for v in norm.values()):
+        raise ConfigError("normalize: options must be true or false")
+    given = data.get("filters") or {}
+    if not isinstance(given, dict):
+        raise ConfigError("filters must be a mapping of filter name -> options")
+    bad = set(given) - set(FILTERS)
+    if bad:
+        raise ConfigError(f"filters: unknown filter(s) {sorted(bad)}; known: {list(ORDER)}")
+    filters = []
+    for name in ORDER:
+        opts = dict(given.get(name) or {})
+        if not opts.pop("enabled", True):
+            continue
+        apply_to = opts.pop("apply_to", None)
+        if apply_to is not None and (not isinstance(apply_to, list) or set(apply_to) - set(KINDS)):
+            raise ConfigError(f"filters.{name}.apply_to must be a list of {list(KINDS)}")
+        try:
+            filters.append(FILTERS[name](apply_to=apply_to, **opts))
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    return CleanConfig(normalize=NormalizeConfig(**norm), filters=filters, words=words)

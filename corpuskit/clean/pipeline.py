@@ -1,0 +1,285 @@
+"""The clean stage in two streaming passes over the input.
+
+Pass 1 normalises and filters each record and computes its exact-dedup key and MinHash signature
+(in a process pool with `--workers`, chunks kept in input order), then feeds the exact index and
+the LSH in input order in this process, so results never depend on the number of workers. The
+outcome of each record goes to a small events file inside the temp output folder. Pass 2
+re-reads the input, and writes kept records (normalised again: texts are never held in memory)
+to clean.jsonl and every dropped record to rejected.jsonl, both in input order. Near-duplicates
+are only decided in pass 2 because a later record can join two clusters.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import time
+from array import array
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from corpuskit.clean.config import CleanConfig
+from corpuskit.clean.doc import Doc
+from corpuskit.clean.exact import ExactIndex, exact_key
+from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer
+from corpuskit.clean.normalize import normalize_steps
+from corpuskit.cli_util import progress
+from corpuskit.ingest import InputError, expand_inputs, iter_records
+from corpuskit.outputs import atomic_dir, dumps
+from corpuskit.records import Origin, Record, Rejected
+from corpuskit.report import StageReport
+
+DEDUP_METHODS = ("exact", "minhash")
+CHUNK = 256  # records per task sent to a worker
+_CANDIDATE = "C\n"  # events-file line for a record that reached dedup
+
+
+@dataclass
+class CleanOptions:
+    config: CleanConfig
+    dedup: tuple[str, ...] = DEDUP_METHODS
+    minhash: MinHashParams = field(default_factory=MinHashParams)
+    workers: int = 1
+    fmt: str = "auto"
+    encoding: str = "utf-8"
+
+
+# ---- per-record work (runs in worker processes) -------------------------------------------
+
+class _Worker:
+    def __init__(self, opts: CleanOptions):
+        self.cfg = opts.config
+        self.want_key = "exact" in opts.dedup
+        self.signer = Signer(opts.minhash) if "minhash" in opts.dedup else None
+
+    def normalized(self, rec: Record) -> tuple[Record, set[str]]:
+        steps: set[str] = set()
+        if not self.cfg.normalize.active:
+            return rec, steps
+
+        def fn(text: str) -> str:
+            out, changed = normalize_steps(text, self.cfg.normalize)
+            steps.update(changed)
+            return out
+
+        return rec.with_content(fn), steps
+
+    def prepare(self, rec: Record, timings: Counter) -> tuple:
+        """("reject", filter, rule, message) or ("ok", normalisation steps, exact key, signature)."""
+        t = time.perf_counter()
+        rec, steps = self.normalized(rec)
+        timings["normalize"] += time.perf_counter() - t
+        doc = Doc(rec.content_text(), self.cfg.words)
+        for f in self.cfg.filters:
+            if rec.kind not in f.apply_to:
+                continue
+            t = time.perf_counter()
+            verdict = f.filter(doc)
+            timings[f"filter.{f.name}"] += time.perf_counter() - t
+            if verdict is not True:
+                _, rule, message = verdict
+                return ("reject", f.name, rule, message)
+        text = doc.text
+        t = time.perf_counter()
+        key = exact_key(text) if self.want_key else None
+        timings["exact_key"] += time.perf_counter() - t
+        t = time.perf_counter()
+        sig = self.signer.signature(text) if self.signer else None
+        timings["signature"] += time.perf_counter() - t
+        return ("ok", sorted(steps), key, sig)
+
+    def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict]:
+        timings: Counter = Counter()
+        return [None if r is None else self.prepare(r, timings) for r in chunk], dict(timings)
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(opts: CleanOptions) -> None:
+    global _WORKER
+    _WORKER = _Worker(opts)
+
+
+def _run_chunk(chunk: list[Record | None]) -> tuple[list, dict]:
+    return _WORKER.prepare_chunk(chunk)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _records_only(chunk: list) -> list[Record | None]:
+    """What a worker needs: the records (parse errors stay here, raw values are not shipped)."""
+    return [r if isinstance(r, Record) else None for r in chunk]
+
+
+def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterator[tuple[list, list, dict]]:
+    """(chunk, results, timings) in input order; at most 4 chunks per worker in flight, so memory
+    stays bounded however large the input is (Pool.imap would read the whole input ahead)."""
+    chunks = _chunks(items, CHUNK)
+    if opts.workers <= 1:
+        worker = _Worker(opts)
+        for chunk in chunks:
+            yield (chunk, *worker.prepare_chunk(_records_only(chunk)))
+        return
+    with multiprocessing.get_context().Pool(opts.workers, _init_worker, (opts,)) as pool:
+        pending: deque = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_run_chunk, (_records_only(chunk),))))
+            if len(pending) >= 4 * opts.workers:
+                chunk, res = pending.popleft()
+                yield (chunk, *res.get())
+        while pending:
+            chunk, res = pending.popleft()
+            yield (chunk, *res.get())
+
+
+# ---- the stage -----------------------------------------------------------------------------
+
+class _Origins:
+    """(file, line) of every record that reached dedup, in 6 bytes each."""
+
+    def __init__(self, files: list[str]):
+        self.files = files
+        self._file_id = {f: i for i, f in enumerate(files)}
+        self.file = array("H")
+        self.line = array("L")
+
+    def add(self, origin: Origin) -> None:
+        self.file.append(self._file_id[origin.path])
+        self.line.append(origin.line)
+
+    def __getitem__(self, i: int) -> Origin:
+        return Origin(self.files[self.file[i]], self.line[i])
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+
+def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> StageReport:
+    files = expand_inputs(inputs)
+    if len(files) > 65535:
+        raise InputError(files[0], f"{len(files)} input files; clean handles at most 65535 per run")
+    report = StageReport("clean", inputs=files)
+    mh = opts.minhash
+    report.details["config"] = opts.config.describe()
+    dedup_info: dict = {"methods": list(opts.dedup)}
+    if "minhash" in opts.dedup:
+        dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed)
+    with atomic_dir(outdir) as tmp:
+        events_path = tmp / ".events"
+        origins = _Origins(files)
+        index = NearDupIndex(mh) if "minhash" in opts.dedup else None
+        t0 = time.perf_counter()
+        counts = _pass_one(files, opts, report, events_path, origins, index)
+        report.time("pass1", time.perf_counter() - t0)
+        if index is not None:
+            b, r = index.bands_rows
+            dedup_info.update(bands=b, rows=r, lsh_candidate_pairs=index.candidates, verified_pairs=index.verified)
+        t0 = time.perf_counter()
+        _pass_two(files, opts, report, events_path, origins, index, tmp)
+        report.time("pass2", time.perf_counter() - t0)
+        events_path.unlink()
+        report.details["dedup"] = dedup_info
+        report.details.update(counts)
+        report.write(tmp)
+    return report
+
+
+def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
+              origins: _Origins, index: NearDupIndex | None) -> dict:
+    exact = ExactIndex() if "exact" in opts.dedup else None
+    by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
+    checked: Counter = Counter()
+    normalized: Counter = Counter()
+    items = progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: filter + signatures")
+    with open(events_path, "w", encoding="utf-8", newline="\n") as events:
+        for chunk, results, timings in _prepared(items, opts):
+            for name, secs in timings.items():
+                report.time(name, secs)
+            t = time.perf_counter()
+            for item, res in zip(chunk, results):
+                if isinstance(item, Rejected):
+                    _reject(report, events, item)
+                    continue
+                kind = res[0]
+                for f in opts.config.filters:
+                    if item.kind in f.apply_to:
+                        checked[f.name] += 1
+                        if kind == "reject" and res[1] == f.name:
+                            break
+                if kind == "reject":
+                    _, fname, rule, message = res
+                    by_filter[fname][rule] += 1
+                    _reject(report, events, Rejected(f"{fname}.{rule}", item.origin, message, raw=item.to_json(),
+                                                     detail={"filter": fname}))
+                    continue
+                _, steps, key, sig = res
+                normalized.update(steps)
+                cand = len(origins)
+                if exact is not None:
+                    first = exact.first_or_add(key, cand)
+                    if first is not None:
+                        where = origins[first]
+                        _reject(report, events, Rejected(
+                            "exact_duplicate", item.origin, f"same normalised text as {where}", raw=item.to_json(),
+                            detail={"duplicate_of": where.to_json(), "similarity": 1.0}))
+                        continue
+                origins.add(item.origin)
+                if index is not None:
+                    index.add(sig)
+                events.write(_CANDIDATE)
+            report.time("dedup_index", time.perf_counter() - t)
+    return {"normalized": dict(sorted(normalized.items())),
+            "filters": {name: {"checked": checked[name], "rejected": sum(c.values()), "by_rule": dict(sorted(c.items()))}
+                        for name, c in by_filter.items()}}
+
+
+def _reject(report: StageReport, events, rej: Rejected) -> None:
+    report.reject(rej)
+    events.write(dumps(rej.to_json()) + "\n")
+
+
+def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
+              index: NearDupIndex | None, tmp: Path) -> None:
+    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
+    cand = 0
+    clusters = set()
+    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: write",
+                          total=report.input + len(origins)))
+    with open(events_path, encoding="utf-8") as events, \
+            open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
+            open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rejected:
+        for event, item in zip(events, items):
+            if event != _CANDIDATE:
+                was = json.loads(event)["origin"]
+                if (was["path"], was["line"]) != (item.origin.path, item.origin.line):
+                    raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
+                rejected.write(event)
+                continue
+            if isinstance(item, Rejected) or item.origin != origins[cand]:
+                raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
+            root = index.find(cand) if index is not None else cand
+            if root == cand:
+                report.keep()
+                out.write(dumps(normalizer.normalized(item)[0].to_json()) + "\n")
+            else:
+                clusters.add(root)
+                kept, sim = origins[root], round(index.similarity(cand, root), 4)
+                rej = Rejected("near_duplicate", item.origin,
+                               f"near-duplicate of {kept} (estimated Jaccard {sim:.3f})", raw=item.to_json(),
+                               detail={"duplicate_of": kept.to_json(), "similarity": sim})
+                report.reject(rej)
+                rejected.write(dumps(rej.to_json()) + "\n")
+            cand += 1
+        leftover = next(events, None) or next(items, None)
+    if cand != len(origins) or leftover is not None:
+        raise InputError(files[-1], "input changed while clean was running (record count differs on the second read)")
+    report.details["near_duplicate_clusters"] = len(clusters)

@@ -1,0 +1,1 @@
+"""Render records into training tokens with exact label masks (`corpuskit render`, `corpuskit template`)."""

@@ -1,0 +1,239 @@
+"""`render` as a streaming pipeline: read records -> render+tokenize in chunks (in worker
+processes when asked) -> write rows in input order. Output never depends on --workers: chunks are
+fixed-size, processed independently, and written back in order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.outputs import atomic_dir, write_json
+from corpuskit.records import PRETRAIN, Rejected
+from corpuskit.report import StageReport
+from corpuskit.render.dataset_io import RENDER_FEATURES, write_dataset
+from corpuskit.render.templates import ChatTemplate
+from corpuskit.render.tokenize import IGNORE, RenderOptions, Renderer, Row, init_worker, process_chunk
+from corpuskit.render.tokenizer_dir import TokenizerDir
+
+FORMAT = "corpuskit.render/1"
+CHUNK = 256  # records per task; fixed so that results never depend on --workers
+
+
+def chunked(items: Iterable, size: int) -> Iterator[list]:
+    buf: list = []
+    for it in items:
+        buf.append(it)
+        if len(buf) >= size:
+            yield buf
+            buf = []
+    if buf:
+        yield buf
+
+
+def ordered_map(fn: Callable, chunks: Iterable[list], workers: int, initializer, initargs) -> Iterator[list]:
+    """fn over chunks, results in input order; at most 2*workers chunks in flight (bounded memory)."""
+    if workers <= 1:
+        initializer(*initargs)
+        for c in chunks:
+            yield fn(c)
+        return
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+        pending: deque = deque()
+        for c in chunks:
+            pending.append(pool.apply_async(fn, (c,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def length_bucket(n: int) -> str:
+    edge = 64
+    while edge < n:
+        edge *= 2
+    return f"<={edge}"
+
+
+@dataclass
+class RenderStats:
+    rows: int = 0
+    tokens: int = 0
+    trained_tokens: int = 0
+    truncated: int = 0
+    lengths: Counter = field(default_factory=Counter)
+
+    def add(self, ids: np.ndarray, labels: np.ndarray) -> None:
+        self.rows += 1
+        self.tokens += len(ids)
+        self.trained_tokens += int(np.count_nonzero(labels != IGNORE))
+        self.lengths[length_bucket(len(ids))] += 1
+
+    def histogram(self) -> dict[str, int]:
+        return dict(sorted(self.lengths.items(), key=lambda kv: int(kv[0][2:])))
+
+
+def _row_dict(ids, labels, origin, category) -> dict:
+    return {"input_ids": ids, "labels": labels, "origin": origin, "category": category}
+
+
+def rendered_rows(items: Iterable[list], report: StageReport, stats: RenderStats) -> Iterator[dict]:
+    for results in items:
+        for r in results:
+            if isinstance(r, Rejected):
+                report.reject(r)
+                continue
+            report.keep()
+            stats.truncated += r.truncated
+            stats.add(r.input_ids, r.labels)
+            yield _row_dict(r.input_ids, r.labels, r.origin, r.category)
+
+
+def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: RenderStats) -> Iterator[dict]:
+    """Concatenate rows of one input file into `block`-token rows; the remainder is a last, shorter row.
+
+    A block's origin and category are those of the record it starts in; blocks never cross files
+    (a file is a pack group).
+    """
+    ids_buf: list[np.ndarray] = []
+    lab_buf: list[np.ndarray] = []
+    starts: list[tuple[int, str, str]] = []  # (offset in buffer, origin, category) of each record
+    size = 0
+    current_file = None
+
+    def flush(final: bool) -> Iterator[dict]:
+        nonlocal ids_buf, lab_buf, starts, size
+        ids, labels = np.concatenate(ids_buf), np.concatenate(lab_buf)
+        pos = 0
+        while len(ids) - pos >= block or (final and pos < len(ids)):
+            n = min(block, len(ids) - pos)
+            _, origin, category = [s for s in starts if s[0] <= pos][-1]
+            stats.add(ids[pos:pos + n], labels[pos:pos + n])
+            yield _row_dict(ids[pos:pos + n], labels[pos:pos + n], origin, category)
+            pos += n
+        if pos < len(ids):
+            owner = [s for s in starts if s[0] <= pos][-1]
+            starts = [(0, owner[1], owner[2])] + [(o - pos, g, c) for o, g, c in starts if o > pos]
+            ids_buf, lab_buf, size = [ids[pos:]], [labels[pos:]], len(ids) - pos
+        else:
+            ids_buf, lab_buf, starts, size = [], [], [], 0
+
+    for results in items:
+        for r in results:
+            if isinstance(r, Rejected):
+                report.reject(r)
+                continue
+            report.keep()
+            file = r.origin.rsplit(":", 1)[0]
+            if current_file is not None and file != current_file and size:
+                yield from flush(final=True)
+            current_file = file
+            starts.append((size, r.origin, r.category))
+            ids_buf.append(r.input_ids)
+            lab_buf.append(r.labels)
+            size += len(r.input_ids)
+            if size >= block:
+                yield from flush(final=False)
+    if size:
+        yield from flush(final=True)
+
+
+def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, template: ChatTemplate | None,
+                  opts: RenderOptions, workers: int = 1, group_texts: int | None = None, fmt: str = "auto",
+                  encoding: str = "utf-8", progress: Callable = lambda it, **kw: it) -> StageReport:
+    files = expand_inputs(inputs)
+    report = StageReport("render", inputs=files)
+    stats = RenderStats()
+    t0 = time.perf_counter()
+    records = progress(iter_records(files, fmt, opts.mode, encoding), desc="render")
+    results = ordered_map(process_chunk, chunked(records, CHUNK), workers, init_worker,
+                          (str(tok.path), template, opts))
+    rows = (grouped_rows(results, group_texts, report, stats) if group_texts
+            else rendered_rows(results, report, stats))
+    with atomic_dir(outdir) as tmp:
+        write_dataset(tmp, RENDER_FEATURES, rows)
+        report.time("render", time.perf_counter() - t0)
+        report.details.update({
+            "mode": opts.mode, "template": template.name if template else None,
+            "max_length": opts.max_length, "truncation": opts.truncation,
+            "train_on": opts.train_on, "group_texts": group_texts,
+            "rows": stats.rows, "truncated": stats.truncated, "tokens": stats.tokens,
+            "trained_tokens": stats.trained_tokens, "length_histogram": stats.histogram(),
+            "workers": workers,
+        })
+        manifest = {
+            "format": FORMAT, "mode": opts.mode, "template": template.name if template else None,
+            "max_length": group_texts or opts.max_length, "truncation": opts.truncation,
+            "train_on": opts.train_on, "group_texts": group_texts,
+            "tokenizer": tok.manifest(), "records": stats.rows, "tokens": stats.tokens,
+            "trained_tokens": stats.trained_tokens,
+        }
+        write_json(tmp / "manifest.json", manifest)
+        report.write(tmp)
+    # the timing in report.json must not make outputs differ run to run: it lives only in report.*
+    return report
+
+
+def default_truncation(mode: str) -> str:
+    return "right" if mode == PRETRAIN else "turns"
+
+
+def show_samples(paths: list[str], tok: TokenizerDir, template: ChatTemplate | None, opts: RenderOptions,
+                 n: int, fmt: str, encoding: str, color: bool, echo: Callable[[str], None]) -> None:
+    """Print the first n rendered records with trained tokens marked, for a person to check the masks."""
+    renderer = Renderer(tok, template, opts)
+    shown = 0
+    for rec in iter_records(expand_inputs(paths), fmt, opts.mode, encoding):
+        if shown >= n:
+            break
+        if isinstance(rec, Rejected):
+            echo(f"== {rec.origin}: rejected ({rec.reason}): {rec.message}")
+            shown += 1
+            continue
+        try:
+            r = renderer.render_one(rec)
+        except Exception as e:  # a record the template refuses: say so, as render would
+            echo(f"== {rec.origin}: rejected: {e}")
+            shown += 1
+            continue
+        trained = int(np.count_nonzero(r.labels != IGNORE))
+        echo(f"== {rec.origin}: {len(r.ids)} tokens, {trained} trained "
+             f"({'green' if color else '[[...]]'} = trained)")
+        echo(highlight(r.text, r.offsets, r.labels != IGNORE, color))
+        shown += 1
+
+
+def highlight(text: str, offsets: np.ndarray, trained: np.ndarray, color: bool) -> str:
+    on, off = ("\x1b[42;30m", "\x1b[0m") if color else ("[[", "]]")
+    parts: list[str] = []
+    pos = 0
+    inside = False
+    for (s, e), t in zip(offsets.tolist(), trained.tolist()):
+        if s > pos:  # characters no token claims (normalizer-dropped): shown as untrained
+            if inside:
+                parts.append(off)
+                inside = False
+            parts.append(text[pos:s])
+            pos = s
+        piece = text[max(s, pos):e]
+        if t != inside and piece:
+            parts.append(on if t else off)
+            inside = t
+        parts.append(piece)
+        pos = max(pos, e)
+    if inside:
+        parts.append(off)
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

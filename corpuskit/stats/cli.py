@@ -1,0 +1,66 @@
+"""`corpuskit stats`: what is in a corpus, per category, before choosing mixture weights."""
+
+from __future__ import annotations
+
+import click
+
+from corpuskit.bucket.inputs import resolve_inputs
+from corpuskit.cli_util import encoding_option, from_option, handle_errors, inputs_argument, progress, warn
+from corpuskit.ingest import iter_records
+from corpuskit.outputs import write_json
+from corpuskit.report import StageReport
+from corpuskit.stats.collect import collect_stats
+from corpuskit.stats.render import save_plot, to_json, to_text
+
+SHOW_REJECTS = 10
+
+
+@click.command("stats")
+@inputs_argument
+@click.option("--tokenizer", type=click.Path(), default=None,
+              help="Hugging Face tokenizer directory; adds token counts (no BOS/EOS) and a token-length histogram.")
+@click.option("--category-field", default="category", show_default=True,
+              help="Top-level record key holding the category.")
+@click.option("--default-category", default="default", show_default=True,
+              help="Category shown for records without one.")
+@click.option("--category-by-file", is_flag=True,
+              help="Records without a category take their input file's name (news.jsonl -> news).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the statistics as JSON here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also save the length histogram as a PNG here.")
+@from_option
+@encoding_option
+@handle_errors
+def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_file, json_path, plot_path,
+              fmt, encoding):
+    """Records, characters and tokens per category, and a length histogram (power-of-two ranges),
+    printed as a table. Records that cannot be read are counted as rejected with their reason
+    (the first few are listed with file and line). SFT records count the text of all turns.
+
+    \b
+    Examples:
+      corpuskit stats news.jsonl chats.jsonl --category-by-file
+      corpuskit stats clean-out/ --tokenizer llama2-hf/ --json stats.json --plot lengths.png
+    """
+    files = resolve_inputs(inputs)
+    count_tokens = None
+    if tokenizer:
+        from corpuskit.stats.tokens import load_token_counter
+        count_tokens = load_token_counter(tokenizer)
+    report = StageReport("stats", inputs=files)
+    shown = [0]
+
+    def on_reject(rej) -> None:
+        if shown[0] < SHOW_REJECTS:
+            warn(f"{rej.origin}: rejected ({rej.reason}): {rej.message}")
+        shown[0] += 1
+
+    stats = collect_stats(progress(iter_records(files, fmt, None, encoding), "stats"), report,
+                          category_field, default_category, count_tokens, on_reject=on_reject,
+                          category_by_file=category_by_file)
+    if shown[0] > SHOW_REJECTS:
+        warn(f"... and {shown[0] - SHOW_REJECTS} more rejected records")
+    click.echo(to_text(stats), nl=False)
+    if json_path:
+        write_json(json_path, to_json(stats, files, category_field, default_category, tokenizer))
+    if plot_path:
+        save_plot(stats, plot_path)

@@ -1,0 +1,28 @@
+"""Token counting with a local Hugging Face tokenizer directory (never remote code, never network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def load_token_counter(tokenizer_dir: str):
+    """A function texts -> token counts (no BOS/EOS), backed by the Rust batch encoder when available."""
+    from transformers import AutoTokenizer  # imported only when --tokenizer is given
+
+    if not Path(tokenizer_dir).is_dir():
+        raise click.ClickException(f"{tokenizer_dir}: --tokenizer must be a Hugging Face tokenizer directory")
+    try:
+        tok = AutoTokenizer.from_pretrained(tokenizer_dir, trust_remote_code=False, local_files_only=True)
+    except (OSError, ValueError, KeyError) as e:
+        raise click.ClickException(f"{tokenizer_dir}: cannot load tokenizer: {e}") from e
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and hasattr(backend, "encode_batch_fast"):
+        def count(texts: list[str]) -> list[int]:
+            return [len(e) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+    else:
+        def count(texts: list[str]) -> list[int]:
+            ids = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+            return [len(x) for x in ids]
+    return count

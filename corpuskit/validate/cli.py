@@ -1,0 +1,99 @@
+"""`corpuskit validate`: check data files record by record; exit 0 only if all are valid."""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import ProcessPoolExecutor
+from typing import Iterator
+
+import click
+
+from corpuskit.cli_util import encoding_option, handle_errors, progress, workers_option
+from corpuskit.ingest import InputError, expand_inputs
+from corpuskit.outputs import dumps
+from corpuskit.validate.files import FileResult, validate_file
+from corpuskit.validate.schemas import SCHEMA_NAMES
+
+
+def _targets(inputs: tuple[str, ...]) -> Iterator[str | FileResult]:
+    """Each input expanded to files; an input that names nothing usable becomes a failed result."""
+    for inp in inputs:
+        try:
+            yield from expand_inputs([inp])
+        except InputError as e:
+            yield FileResult(inp, file_error=(e.line, e.message))
+
+
+def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int,
+         workers: int) -> Iterator[FileResult]:
+    """Results in input order, whatever the number of workers."""
+    files = [t for t in targets if isinstance(t, str)]
+    if workers > 1 and len(files) > 1:
+        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors)
+        with ProcessPoolExecutor(min(workers, len(files))) as pool:
+            done = pool.map(job, files)  # yields in submission order
+            for t in targets:
+                yield next(done) if isinstance(t, str) else t
+        return
+    for t in targets:
+        if isinstance(t, FileResult):
+            yield t
+        else:
+            yield validate_file(t, schema, encoding, max_errors,
+                                progress=lambda items, t=t: progress(items, f"validate {t}"))
+
+
+def _print_text(result: FileResult, max_errors: int) -> None:
+    if result.file_error:
+        line, message = result.file_error
+        click.echo(f"{result.path}:{line}: {message}" if line else f"{result.path}: {message}")
+    for line, message in result.errors:
+        click.echo(f"{result.path}:{line}: {message}")
+    hidden = result.invalid - len(result.errors)
+    status = "OK" if result.ok else "FAILED"
+    more = f" (first {max_errors} errors shown)" if hidden > 0 else ""
+    click.echo(f"{result.path}: {status}: {result.records} records, {result.valid} valid, "
+               f"{result.invalid} invalid{more}")
+
+
+@click.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+@click.option("--schema", type=click.Choice(("auto",) + SCHEMA_NAMES), default="auto", show_default=True,
+              help="Record schema to check against; auto picks per record (messages -> sft, piece -> piece, "
+                   "else pretrain).")
+@click.option("--max-errors", type=click.IntRange(0), default=50, show_default=True,
+              help="Error lines printed per file (all invalid records are still counted).")
+@click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="text: `path:line: message` lines and a summary per file; json: one JSON object per file "
+                   "per line.")
+@encoding_option
+@workers_option
+@handle_errors
+@click.pass_context
+def validate_cmd(ctx, files, schema, max_errors, out_format, encoding, workers):
+    """Check canonical data files (jsonl, JSON array, CSV; .gz too) record by record against the
+    JSON Schemas in schemas/ and the turn-order rules. Exits 0 only if every record of every file
+    is valid; an empty or blank-only file is an error.
+
+    \b
+    Examples:
+      corpuskit validate chats.jsonl --schema sft
+      corpuskit validate data/ --format json > validate.jsonl
+      corpuskit validate 'corpus/**/*.jsonl.gz' --max-errors 10 --workers 2
+    """
+    all_ok = True
+    n_files = n_records = n_invalid = 0
+    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers):
+        all_ok &= result.ok
+        n_files += 1
+        n_records += result.records
+        n_invalid += result.invalid
+        if out_format == "json":
+            click.echo(dumps(result.to_json()))
+        else:
+            _print_text(result, max_errors)
+    if out_format == "text" and n_files > 1:
+        click.echo(f"validate: {'OK' if all_ok else 'FAILED'}: {n_files} files, {n_records} records, "
+                   f"{n_invalid} invalid")
+    if not all_ok:
+        ctx.exit(1)

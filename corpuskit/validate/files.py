@@ -1,0 +1,97 @@
+"""Validate one data file: every record counted, each invalid one reported with its line."""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+from corpuskit.ingest import InputError, read_file
+from corpuskit.ingest.readers import base_suffix
+from corpuskit.validate.schemas import KindChecker, kind_of
+
+
+@dataclass
+class FileResult:
+    path: str
+    records: int = 0
+    valid: int = 0
+    invalid: int = 0
+    errors: list[tuple[int | None, str]] = field(default_factory=list)  # first `max_errors` only
+    file_error: tuple[int | None, str] | None = None  # the file as a whole is unusable
+
+    @property
+    def ok(self) -> bool:
+        return self.invalid == 0 and self.file_error is None
+
+    def to_json(self) -> dict:
+        """The `--format json` line; a file-level error is listed first among the errors."""
+        errors = ([self.file_error] if self.file_error else []) + self.errors
+        return {"path": self.path, "records": self.records, "valid": self.valid, "invalid": self.invalid,
+                "errors": [{"line": line, "message": msg} for line, msg in errors]}
+
+
+_SHAPE_KEYS = {"messages", "piece", "text", "source", "target"}
+
+
+def _keys(value: dict, limit: int = 8) -> str:
+    keys = sorted(map(str, value))
+    return str(keys[:limit] + ["..."] if len(keys) > limit else keys)
+
+
+@functools.cache
+def checker_for(kind: str) -> KindChecker:
+    return KindChecker(kind)
+
+
+def _no_records_message(path: str) -> str:
+    if not path.lower().endswith(".gz") and os.path.getsize(path) == 0:
+        return "empty file (0 bytes): a data file must hold at least one record"
+    suffix = base_suffix(path)
+    if suffix == ".json":
+        return "no records: the JSON array is empty"
+    if suffix in (".csv", ".tsv"):
+        return "no records: the file has only a header row and/or blank lines"
+    return "no records: the file has only blank lines"
+
+
+def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
+                  progress=None) -> FileResult:
+    """Check every record of `path` against `schema` ("auto" picks per record by shape).
+
+    `progress` wraps the record stream (a tqdm bar in the CLI). Counting never stops at
+    `max_errors`; only the list of messages does, so memory stays bounded on a broken file.
+    """
+    result = FileResult(path)
+    fixed = None if schema == "auto" else checker_for(schema)
+    items = read_file(path, encoding)
+    if progress is not None:
+        items = progress(items)
+    try:
+        for item in items:
+            result.records += 1
+            if item.error is not None:
+                message = item.error
+            elif fixed is not None:
+                message = fixed(item.value)
+            elif isinstance(item.value, dict) and not item.value.keys() & _SHAPE_KEYS:
+                message = (f"unknown record shape: no 'messages' (sft), 'piece' (piece), 'text' or "
+                           f"'source'+'target' (pretrain); keys {_keys(item.value)}; "
+                           "`corpuskit convert` turns ShareGPT/Alpaca/... records into canonical ones")
+            else:
+                kind = kind_of(item.value)
+                message = checker_for(kind)(item.value)
+                if message is not None:
+                    message += f" (checked as {kind})"
+            if message is None:
+                result.valid += 1
+            else:
+                result.invalid += 1
+                if len(result.errors) < max_errors:
+                    result.errors.append((item.origin.line, message))
+    except InputError as e:
+        result.file_error = (e.line, e.message)
+        return result
+    if result.records == 0:
+        result.file_error = (None, _no_records_message(path))
+    return result

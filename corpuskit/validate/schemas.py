@@ -1,0 +1,111 @@
+"""The shipped JSON Schemas (schemas/*.schema.json) and one fast checker per record kind.
+
+Valid records, the common case, only run fastjsonschema's generated code. Only a record that
+fails is re-checked with jsonschema's `iter_errors` + `best_match`, which is slower but names the
+JSON path and the rule, so the message is worth reading. The rules JSON Schema cannot express
+(turn order, final assistant turn) are checked in code by `check_messages`, the same function
+`convert` uses, so the two commands never disagree about a conversation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any, Callable
+
+import fastjsonschema
+
+from corpuskit.ingest import Reject, check_messages
+from corpuskit.records import KINDS, PIECE, SFT
+
+SCHEMA_NAMES = KINDS  # pretrain, sft, piece
+
+
+@functools.cache
+def load_schema(kind: str) -> dict:
+    """The JSON Schema document for `kind` as shipped in corpuskit/schemas/."""
+    if kind not in SCHEMA_NAMES:
+        raise ValueError(f"unknown schema {kind!r}; expected one of {', '.join(SCHEMA_NAMES)}")
+    text = (resources.files("corpuskit") / "schemas" / f"{kind}.schema.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def kind_of(value: Any) -> str:
+    """The schema `--schema auto` applies: chosen by the record's shape."""
+    if isinstance(value, dict):
+        if "messages" in value:
+            return SFT
+        if "piece" in value:
+            return PIECE
+    return "pretrain"
+
+
+class KindChecker:
+    """Checks one record against one kind's schema plus its code rules; returns an error message or None."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self.schema = load_schema(kind)
+        self._fast: Callable[[Any], Any] = fastjsonschema.compile(self.schema)
+        self._precise = None  # jsonschema validator, built on the first invalid record
+
+    def __call__(self, value: Any) -> str | None:
+        if not isinstance(value, dict):
+            return f"record must be a JSON object, got {_json_type(value)}"
+        try:
+            self._fast(value)
+        except fastjsonschema.JsonSchemaValueException as fast_error:
+            return self._explain(value, fast_error)
+        if self.kind == SFT:
+            try:
+                check_messages(value["messages"])
+            except Reject as r:
+                return f"$.messages: {r.message} [{r.reason}]"
+        return None
+
+    def _explain(self, value: Any, fast_error: Exception) -> str:
+        from jsonschema import Draft202012Validator
+        from jsonschema.exceptions import best_match
+
+        if self._precise is None:
+            self._precise = Draft202012Validator(self.schema)
+        error = best_match(self._precise.iter_errors(value))
+        if error is None:  # the two implementations disagree; say so rather than hide it
+            return f"{self.kind} schema: {fast_error}"
+        return f"{error.json_path}: {_describe(error)}"
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null",
+            int: "integer", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _describe(error) -> str:
+    """A one-line message without dumping the whole record (jsonschema's default repeats it)."""
+    kw, rule, inst = error.validator, error.validator_value, error.instance
+    if kw == "type":
+        return f"must be of type {rule}, got {_json_type(inst)}"
+    if kw == "pattern" and rule == r"\S":
+        return "must contain a non-whitespace character"
+    if kw == "minLength":
+        return f"must be at least {rule} character(s) long"
+    if kw == "minItems":
+        return f"must have at least {rule} items, has {len(inst)}"
+    if kw == "enum":
+        return f"{_short(inst)} is not one of {', '.join(map(json.dumps, rule))}"
+    if kw == "not" and isinstance(inst, dict):
+        branches = rule.get("anyOf", [rule])
+        keys = [k for b in branches for k in b.get("required", ()) if k in inst]
+        return f"must not have {', '.join(map(repr, keys))} (keys of another record kind or form)"
+    if kw in ("anyOf", "oneOf"):
+        forms = " | ".join(b.get("description", _short(b)) for b in rule)
+        keys = sorted(inst) if isinstance(inst, dict) else _json_type(inst)
+        return f"must be one of: {forms} (has keys {keys})"
+    message = error.message
+    return message if len(message) <= 200 else message[:200] + "..."

@@ -1,0 +1,336 @@
+"""`corpuskit clean` driven through the CLI on the real samples in tests/data.
+
+Where a test needs a variant that the real data does not contain (an invisible character, a
+near-duplicate copy), it builds it on the fly from a real line and says so.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from corpuskit.cli import main
+
+pytestmark = pytest.mark.xdist_group("clean")
+
+
+def run(*args, ok: bool = True):
+    result = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def outputs(outdir: Path) -> tuple[list[dict], list[dict], dict]:
+    return (read_jsonl(outdir / "clean.jsonl"), read_jsonl(outdir / "rejected.jsonl"),
+            json.loads((outdir / "report.json").read_text(encoding="utf-8")))
+
+
+def lines(path: Path) -> list[str]:
+    return [s for s in path.read_text(encoding="utf-8").splitlines() if s.strip()]
+
+
+@pytest.fixture(scope="module")
+def canonical(tmp_path_factory, data_dir) -> dict[str, Path]:
+    """The ShareGPT sample and People's Daily head converted to canonical jsonl by `corpuskit convert`."""
+    d = tmp_path_factory.mktemp("canonical")
+    run("convert", data_dir / "sharegpt_sample.json", "-o", d / "chats.jsonl", "--to", "sft")
+    run("convert", data_dir / "peoples_daily_199801_head.txt", "--from", "peoples-daily", "-o", d / "news.jsonl")
+    return {"chats": d / "chats.jsonl", "news": d / "news.jsonl"}
+
+
+@pytest.fixture(scope="module")
+def all_inputs(canonical, data_dir) -> list[Path]:
+    return [canonical["chats"], canonical["news"], data_dir / "reviews_pos_head.txt",
+            data_dir / "reviews_neg_head.txt", data_dir / "sharegpt_truncated_tail.json"]
+
+
+@pytest.fixture(scope="module")
+def default_run(all_inputs, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "default"
+    run("clean", *all_inputs, "-o", out)
+    return out
+
+
+def test_counts_reconcile_and_every_record_is_accounted_for(default_run):
+    kept, rejected, report = outputs(default_run)
+    counts = report["counts"]
+    assert counts["input"] == counts["kept"] + sum(counts["rejected"].values())
+    assert counts["kept"] == len(kept) and sum(counts["rejected"].values()) == len(rejected)
+    # 45 conversations + 400 news paragraphs + 300 + 300 reviews + 2 whole tail records + 1 cut-off record
+    # (convert already dropped 22 malformed ShareGPT conversations: clean sees the other 45)
+    assert counts["input"] == 45 + 400 + 300 + 300 + 3
+    for rej in rejected:
+        assert set(rej) >= {"reason", "message", "origin", "record"}
+        assert set(rej["origin"]) == {"path", "line"}
+    per_filter = report["details"]["filters"]
+    for name, c in per_filter.items():
+        assert c["rejected"] == sum(n for r, n in counts["rejected"].items() if r.startswith(name + "."))
+    assert set(report["timings"]) >= {"pass1", "pass2", "signature", "filter.gopher_quality", "total"}
+    md = (default_run / "report.md").read_text(encoding="utf-8")
+    assert "gopher_quality.short_doc" in md and "parse_error" in md
+
+
+def test_parse_error_is_rejected_with_raw_value(default_run):
+    _, rejected, _ = outputs(default_run)
+    parse = [r for r in rejected if r["reason"] == "parse_error"]
+    assert len(parse) == 1
+    assert parse[0]["origin"]["path"].endswith("sharegpt_truncated_tail.json")
+    assert "cut off" in parse[0]["message"]
+
+
+def test_output_is_canonical_and_in_input_order(default_run, all_inputs):
+    kept, _, _ = outputs(default_run)
+    order = {str(p): i for i, p in enumerate(all_inputs)}
+    # clean.jsonl carries no origin: check order through the texts of the People's Daily paragraphs
+    news_in = [json.loads(s)["text"] for s in lines(all_inputs[1])]
+    news_out = [r["text"] for r in kept if "text" in r and r["text"] in set(news_in)]
+    assert news_out == [t for t in news_in if t in set(news_out)]
+    assert all(set(r) <= {"messages", "text", "source", "target", "category", "id"} for r in kept)
+    assert order  # inputs were real files
+
+
+def test_exact_duplicate_in_real_sharegpt(default_run, canonical):
+    _, rejected, _ = outputs(default_run)
+    exact = [r for r in rejected if r["reason"] == "exact_duplicate"]
+    # conversations 44 and 45 of the converted ShareGPT sample have the same text
+    assert [(r["origin"]["line"], r["duplicate_of"]["line"]) for r in exact] == [(45, 44)]
+    assert exact[0]["similarity"] == 1.0
+    assert exact[0]["record"] == json.loads(lines(canonical["chats"])[44])
+
+
+def _near_copy(text: str) -> str:
+    """Half-width punctuation plus two changed characters: how reposted Chinese reviews differ."""
+    table = str.maketrans({"，": ",", "！": "!", "？": "?", "：": ":", "；": ";", "（": "(", "）": ")"})
+    t = text.translate(table)
+    mid = len(t) // 2
+    return t[:mid] + "很" + t[mid + 1:-3] + "了" + t[-2:]
+
+
+def test_chinese_near_duplicates_by_punctuation_width_and_a_few_characters(tmp_path, data_dir):
+    """Builds copies of real reviews on the fly: full-width -> half-width punctuation, 2 characters changed."""
+    real = lines(data_dir / "reviews_pos_head.txt")[1:9]
+    copies = [_near_copy(t) for t in real]
+    assert all(c != t for c, t in zip(copies, real))
+    src = tmp_path / "reviews.jsonl"
+    src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in real + copies), encoding="utf-8")
+    out = tmp_path / "out"
+    run("clean", src, "-o", out, "--filters", "none")
+    kept, rejected, report = outputs(out)
+    assert [r["text"] for r in kept] == real
+    assert [r["reason"] for r in rejected] == ["near_duplicate"] * len(copies)
+    for i, r in enumerate(rejected):
+        assert r["origin"]["line"] == len(real) + i + 1
+        assert r["duplicate_of"] == {"path": str(src), "line": i + 1}
+        assert 0.8 <= r["similarity"] < 1.0
+        assert r["record"] == {"text": copies[i]}
+    assert report["details"]["near_duplicate_clusters"] == len(real)
+    # without MinHash they are all kept: exact dedup alone does not see them
+    run("clean", src, "-o", out, "--filters", "none", "--dedup", "exact")
+    assert len(outputs(out)[0]) == 2 * len(real)
+
+
+def test_width_only_difference_is_an_exact_duplicate(tmp_path, data_dir):
+    """Builds a copy of a real review that differs only in punctuation width and spacing."""
+    real = lines(data_dir / "reviews_neg_head.txt")[5]
+    copy = "  " + real.replace("，", ",").replace("！", "!") + "  "
+    src = tmp_path / "two.jsonl"
+    src.write_text("\n".join(json.dumps({"text": t}, ensure_ascii=False) for t in (real, copy)) + "\n", encoding="utf-8")
+    run("clean", src, "-o", tmp_path / "out", "--filters", "none")
+    kept, rejected, _ = outputs(tmp_path / "out")
+    assert len(kept) == 1 and rejected[0]["reason"] == "exact_duplicate"
+
+
+def test_two_runs_byte_identical_and_workers_do_not_matter(all_inputs, default_run, tmp_path):
+    again, two = tmp_path / "again", tmp_path / "two"
+    run("clean", *all_inputs, "-o", again)
+    run("clean", *all_inputs, "-o", two, "--workers", "2")
+    for name in ("clean.jsonl", "rejected.jsonl"):
+        ref = (default_run / name).read_bytes()
+        assert (again / name).read_bytes() == ref
+        assert (two / name).read_bytes() == ref
+
+
+def test_workers_identical_with_near_duplicates_and_jieba(tmp_path, data_dir):
+    """Real reviews (which hold many exact reposts) plus near copies of 20 of them built on the fly."""
+    pos, neg = data_dir / "reviews_pos_head.txt", data_dir / "reviews_neg_head.txt"
+    copies = tmp_path / "copies.jsonl"
+    copies.write_text("".join(json.dumps({"text": _near_copy(t)}, ensure_ascii=False) + "\n"
+                              for t in lines(pos)[40:60]), encoding="utf-8")
+    outs = []
+    for w in (1, 2):
+        out = tmp_path / f"w{w}"
+        run("clean", pos, neg, copies, "-o", out, "--filters", "none", "--workers", w, "--shingle", "jieba", "--ngram", "3")
+        outs.append(out)
+    assert (outs[0] / "rejected.jsonl").read_bytes() == (outs[1] / "rejected.jsonl").read_bytes()
+    assert (outs[0] / "clean.jsonl").read_bytes() == (outs[1] / "clean.jsonl").read_bytes()
+    _, rejected, report = outputs(outs[0])
+    near = [r for r in rejected if r["reason"] == "near_duplicate"]
+    # word 3-grams are stricter than character 5-grams: two edits cost up to 6 shingles
+    assert len(near) >= 15 and all(r["duplicate_of"]["path"] == str(pos) for r in near)
+    assert report["counts"]["rejected"]["exact_duplicate"] > 0
+
+
+def test_interrupted_run_leaves_no_complete_looking_output(tmp_path, data_dir, monkeypatch):
+    import corpuskit.clean.pipeline as pipeline
+
+    real_dumps, calls = pipeline.dumps, {"n": 0}
+
+    def crash_mid_write(obj):
+        calls["n"] += 1
+        if calls["n"] > 50:  # some records already written
+            raise OSError("disk full (simulated)")
+        return real_dumps(obj)
+
+    monkeypatch.setattr(pipeline, "dumps", crash_mid_write)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)])
+    assert result.exit_code != 0
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # the temp folder is gone too
+    # a crash while replacing an earlier good output leaves that output untouched
+    monkeypatch.setattr(pipeline, "dumps", real_dumps)
+    run("clean", data_dir / "reviews_neg_head.txt", "-o", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    calls["n"] = 0
+    monkeypatch.setattr(pipeline, "dumps", crash_mid_write)
+    assert CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)]).exit_code != 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_filters_none_keeps_text_unchanged(tmp_path, canonical):
+    out = tmp_path / "out"
+    run("clean", canonical["chats"], "-o", out, "--filters", "none", "--dedup", "none")
+    kept, rejected, _ = outputs(out)
+    assert kept == read_jsonl(canonical["chats"]) and rejected == []
+
+
+def test_normalisation_strips_invisible_and_control_characters(tmp_path, data_dir):
+    """The real samples hold no such characters, so zero-width spaces, a BEL, CRLF and trailing spaces
+    are inserted on the fly into a real People's Daily line."""
+    real = lines(data_dir / "reviews_pos_head.txt")[1]
+    dirty = real[:10] + "\u200b" + real[10:20] + "\x07" + real[20:30] + "\ufeff" + real[30:] + "   \r\n\n\n\nend"
+    src = tmp_path / "dirty.jsonl"
+    src.write_text(json.dumps({"text": dirty}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    run("clean", src, "-o", out, "--filters", _yaml(tmp_path, {"filters": {"gopher_quality": {"enabled": False},
+                                                                           "gopher_repetition": {"enabled": False},
+                                                                           "fineweb": {"enabled": False}}}))
+    kept, _, report = outputs(out)
+    assert kept == [{"text": real + "\n\nend"}]
+    assert report["details"]["normalized"] == {"newlines": 1, "strip_control": 1, "strip_invisible": 1, "whitespace": 1}
+
+
+def _yaml(tmp_path: Path, data: dict, name: str = "filters.yaml") -> Path:
+    import yaml
+
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def _only(name: str, **opts) -> dict:
+    """A YAML config with one filter enabled (plus normalisation)."""
+    from corpuskit.clean.filters import ORDER
+
+    return {"filters": {n: ({"enabled": True, **opts} if n == name else {"enabled": False}) for n in ORDER}}
+
+
+@pytest.mark.parametrize("name,opts,inputs,expect", [
+    ("length", {"min_chars": 20}, ["reviews_neg_head.txt"], {"too_short"}),
+    ("gopher_repetition", {}, ["news"], {"top_2_gram", "top_3_gram", "duplicated_5_n_grams"}),
+    ("gopher_quality", {}, ["news", "reviews_pos_head.txt"], {"short_doc", "too_many_end_ellipsis", "not_enough_stop_words"}),
+    ("c4", {"apply_to": ["pretrain", "sft"]}, ["chats", "news"], {"too_few_sentences", "curly_bracket"}),
+    ("fineweb", {}, ["news"], {"line_punct_ratio", "short_line_ratio"}),
+])
+def test_each_filter_on_real_examples(tmp_path, data_dir, canonical, name, opts, inputs, expect):
+    paths = [canonical[i] if i in canonical else data_dir / i for i in inputs]
+    out = tmp_path / "out"
+    run("clean", *paths, "-o", out, "--filters", _yaml(tmp_path, _only(name, **opts)), "--dedup", "none")
+    kept, rejected, report = outputs(out)
+    rules = {r["reason"].split(".", 1)[1] for r in rejected}
+    assert expect <= rules, rules
+    assert all(r["reason"].startswith(name + ".") and r["filter"] == name for r in rejected)
+    assert report["details"]["filters"][name]["rejected"] == len(rejected)
+    assert kept, f"{name} must not drop everything"
+
+
+def test_filter_examples_match_their_rules(data_dir):
+    """Spot checks on known real lines (People's Daily line 5, real reviews, a dateline)."""
+    from corpuskit.clean.doc import Doc
+    from corpuskit.clean.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
+
+    greeting = "同胞们、朋友们、女士们、先生们："  # People's Daily 1998-01, line 5 without tags
+    assert GopherRepetitionFilter().filter(Doc(greeting))[1] == "top_2_gram"
+    review = lines(data_dir / "reviews_pos_head.txt")[1]
+    assert GopherQualityFilter().filter(Doc(review)) is True
+    assert GopherQualityFilter().filter(Doc(lines(data_dir / "reviews_pos_head.txt")[0]))[1] == "short_doc"
+    assert FineWebQualityFilter().filter(Doc("新华社北京1月1日电")) [1] == "line_punct_ratio"
+    assert GopherQualityFilter().filter(Doc("这是一本好书……"))[1] == "short_doc"
+
+
+def test_bad_yaml_and_unknown_filter_name_file_and_line(tmp_path, data_dir):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("filters:\n  length: {min_chars: 1\n", encoding="utf-8")
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "o", "--filters", bad, ok=False)
+    assert r.exit_code == 1 and f"{bad}:" in r.output and "invalid YAML" in r.output
+    unknown = _yaml(tmp_path, {"filters": {"gopher": {}}}, "unknown.yaml")
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "o", "--filters", unknown, ok=False)
+    assert r.exit_code == 1 and "unknown filter" in r.output and "gopher_quality" in r.output
+    typo = _yaml(tmp_path, {"filters": {"length": {"min_char": 3}}}, "typo.yaml")
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "o", "--filters", typo, ok=False)
+    assert "unknown option" in r.output and "min_chars" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_input_and_output_are_clear_errors(tmp_path, data_dir):
+    r = run("clean", tmp_path / "missing.jsonl", "-o", tmp_path / "o", ok=False)
+    assert r.exit_code == 1 and "missing.jsonl: no such file" in r.output
+    user_dir = tmp_path / "mine"
+    user_dir.mkdir()
+    (user_dir / "notes.txt").write_text("keep me", encoding="utf-8")
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", user_dir, ok=False)
+    assert r.exit_code == 1 and "not written by corpuskit" in r.output
+    assert (user_dir / "notes.txt").read_text(encoding="utf-8") == "keep me"
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "o", "--dedup", "fuzzy", ok=False)
+    assert r.exit_code == 2 and "exact,minhash" in r.output
+
+
+def test_help_has_an_example():
+    r = run("clean", "--help")
+    assert "Examples:" in r.output and "corpuskit clean" in r.output and "--threshold" in r.output
+
+
+def test_signatures_use_datasketch_permutations(data_dir):
+    """Our vectorised signature equals datasketch's MinHash (same seed, same scheme) on the same hashes."""
+    from datasketch import MinHash
+    from datasketch.minhash import _fmix
+
+    from corpuskit.clean.minhash import MinHashParams, Signer, shingle_hashes
+
+    text = lines(data_dir / "reviews_pos_head.txt")[2]
+    hashes = shingle_hashes(text, 5)
+    ref = MinHash(num_perm=64, seed=7, hashfunc=int)
+    ref.update_batch([int(h) for h in hashes])
+    ours = Signer(MinHashParams(num_perm=64, seed=7)).signature_from_hashes(_fmix(hashes, 32))
+    assert np.array_equal(ours, ref.hashvalues)
+
+
+def test_estimated_similarity_tracks_true_jaccard(data_dir):
+    from corpuskit.clean.minhash import MinHashParams, Signer, shingle_hashes
+
+    signer = Signer(MinHashParams(num_perm=256))
+    texts = lines(data_dir / "reviews_pos_head.txt")[1:30]
+    for a, b in zip(texts, [_near_copy(t) for t in texts]):
+        sa, sb = set(shingle_hashes(a, 5).tolist()), set(shingle_hashes(b, 5).tolist())
+        true = len(sa & sb) / len(sa | sb)
+        est = float(np.mean(signer.signature(a) == signer.signature(b)))
+        assert abs(est - true) < 0.12

@@ -1,0 +1,257 @@
+"""One training run, start to finish: pre-flight checks, model setup, Trainer, outputs.
+
+Output folder layout: run.json (the arguments; marks the folder as ours), ds_config.json (the
+filled DeepSpeed config), tensorboard/, checkpoint-N/ (resumable), model/ (final weights or
+adapter + tokenizer, renamed into place when complete), report.json + report.md.
+"""
+
+from __future__ import annotations
+
+from trainers.errors import TrainError
+
+import json
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from corpuskit.outputs import dumps, write_json
+from corpuskit.report import StageReport
+
+RUN_MARKER = "run.json"
+
+
+class RunError(TrainError):
+    pass
+
+
+@dataclass
+class RunOptions:
+    mode: str  # "pretrain" | "sft"
+    data: str
+    model: str
+    tokenizer: str
+    output: str
+    deepspeed: str | None = None
+    lora: bool = False
+    lora_r: int = 8
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    prefix_tuning: bool = False
+    pre_seq_len: int = 128
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    lr: float = 2e-5
+    lr_scheduler: str = "cosine"
+    warmup_steps: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 1
+    grad_accum: int = 1
+    logging_steps: int = 1
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    seed: int = 42
+    resume: str | None = None  # "latest" or a checkpoint folder
+    extra: dict = field(default_factory=dict)
+
+
+def ensure_distributed_env() -> None:
+    """DeepSpeed needs a process group even for one process; the launcher sets these otherwise."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0",
+                       "LOCAL_RANK": "0", "WORLD_SIZE": "1"})
+
+
+def prepare_output(opts: RunOptions) -> Path:
+    out = Path(opts.output)
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: exists and is not a directory")
+    ours = (out / RUN_MARKER).is_file()
+    if out.exists() and any(out.iterdir()) and not ours:
+        raise RunError(f"{out}: directory is not empty and was not written by trainers; choose a new --output")
+    if ours and not opts.resume:
+        raise RunError(f"{out}: holds an earlier run; pass --resume to continue it or choose a new --output")
+    if opts.resume == "latest":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        if not out.is_dir() or get_last_checkpoint(str(out)) is None:
+            raise RunError(f"--resume: no checkpoint-N folder in {out} to resume from")
+    elif opts.resume and not Path(opts.resume).is_dir():
+        raise RunError(f"--resume {opts.resume}: no such checkpoint folder")
+    return out
+
+
+def _options_json(opts: RunOptions) -> dict:
+    return {k: v for k, v in asdict(opts).items() if k != "extra"}
+
+
+def train(opts: RunOptions, echo=print) -> dict:
+    import torch
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from trainers import checks, data, ds_config, model as model_setup, peft_setup
+    from trainers.trainer import PackedTrainer
+
+    t0 = time.perf_counter()
+    report = StageReport(command=f"trainers {opts.mode}", inputs=[opts.data])
+    out = prepare_output(opts)
+    if opts.deepspeed:
+        ensure_distributed_env()
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+
+    rows = data.PackedRows(opts.data)
+    manifest = rows.manifest
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer, trust_remote_code=False)
+    except (OSError, ValueError) as e:
+        raise RunError(f"--tokenizer {opts.tokenizer}: cannot load a tokenizer ({e})") from e
+    model_config = model_setup.load_config(opts.model)
+    stats = checks.data_stats(rows.table)
+    embedding_rows = int(getattr(model_config, "vocab_size", 0) or 0)
+
+    pre = checks.Preflight(opts.data, opts.tokenizer)
+    pre.check_mode(manifest, opts.mode)
+    pre.check_tokenizer(manifest, tokenizer)
+    pre.check_data(stats, max(len(tokenizer), embedding_rows))
+    pre.check_model(model_config, int(manifest["seq_len"]), stats, opts.model)
+    pre.require(not (opts.lora and opts.prefix_tuning), "--lora and --prefix-tuning cannot be combined")
+    pre.require(not ((opts.lora or opts.prefix_tuning) and not Path(opts.model).is_dir()),
+                f"--lora/--prefix-tuning train an adapter on saved base weights: --model must be a model directory, "
+                f"not a config file ({opts.model})")
+    pre.require(not (opts.prefix_tuning and len(tokenizer) > embedding_rows),
+                "--prefix-tuning keeps the base model frozen, so it cannot learn an extended vocabulary "
+                f"({len(tokenizer)} pieces > {embedding_rows} embedding rows); use --lora or full training")
+    ds = None
+    if opts.deepspeed:
+        ds = ds_config.load_ds_config(opts.deepspeed)
+        pre.require(not (opts.prefix_tuning and ds_config.zero_stage(ds) == 3),
+                    "--prefix-tuning is not supported with ZeRO-3 (PEFT prefix encoders need whole parameters); use zero2")
+    pre.raise_if_any()
+
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    attn = model_setup.attention_implementation(device_type)
+    if opts.prefix_tuning and attn == "flash_attention_2":
+        attn = "sdpa"  # prefix tuning uses padded batches with a 2D mask (see data.UnpackedCollator)
+    model = model_setup.load_model(opts.model, attn, seed=opts.seed)
+    resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer))
+    if resize.new_rows > resize.old_rows:
+        echo(f"embeddings resized {resize.old_rows} -> {resize.new_rows}: {resize.from_pieces} rows initialised "
+             f"from the mean of their base pieces, {resize.from_mean} from the mean of all rows")
+    if opts.lora:
+        model = peft_setup.apply_lora(model, peft_setup.LoraOptions(opts.lora_r, opts.lora_alpha, opts.lora_dropout,
+                                                                    opts.lora_targets),
+                                      train_embeddings=resize.new_rows > resize.old_rows)
+    elif opts.prefix_tuning:
+        model = peft_setup.apply_prefix_tuning(model, opts.pre_seq_len)
+    if opts.gradient_checkpointing and (opts.lora or opts.prefix_tuning):
+        model.enable_input_require_grads()
+    params = peft_setup.trainable_summary(model)
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if opts.prefix_tuning:
+        collator = data.UnpackedCollator(pad_id)
+    else:
+        collator = data.PackedCollator(pad_id, flatten=attn == "flash_attention_2")
+
+    if ds is not None:
+        total_steps = opts.max_steps if opts.max_steps > 0 else -1
+        ds = ds_config.fill_auto(ds, ds_config.RunNumbers(
+            micro_batch=opts.batch_size, grad_accum=opts.grad_accum, lr=opts.lr, weight_decay=opts.weight_decay,
+            max_grad_norm=opts.max_grad_norm, bf16=opts.bf16, fp16=False, warmup_steps=int(opts.warmup_steps),
+            total_steps=total_steps, hidden_size=int(getattr(model_config, "hidden_size", 1024))))
+    out.mkdir(parents=True, exist_ok=True)
+    if rank0:
+        write_json(out / RUN_MARKER, _options_json(opts))
+        if ds is not None:
+            write_json(out / "ds_config.json", ds)
+    os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
+
+    args = TrainingArguments(
+        output_dir=str(out), per_device_train_batch_size=opts.batch_size, gradient_accumulation_steps=opts.grad_accum,
+        learning_rate=opts.lr, lr_scheduler_type=opts.lr_scheduler, warmup_steps=opts.warmup_steps,
+        weight_decay=opts.weight_decay, max_grad_norm=opts.max_grad_norm, num_train_epochs=opts.epochs,
+        max_steps=opts.max_steps, logging_steps=opts.logging_steps, save_steps=opts.save_steps,
+        save_total_limit=opts.save_total_limit, bf16=opts.bf16, seed=opts.seed, data_seed=opts.seed,
+        activation_checkpointing=opts.gradient_checkpointing, report_to=["tensorboard"], remove_unused_columns=False,
+        dataloader_num_workers=0, dataloader_pin_memory=device_type == "cuda", deepspeed=ds, **opts.extra)
+    trainer = PackedTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
+                            groups=rows.groups, sampler_seed=opts.seed, group_names=rows.group_names)
+    if rank0:
+        echo(f"training {params['trainable_params']:,} of {params['total_params']:,} parameters on "
+             f"{len(rows)} packed rows ({stats.tokens:,} tokens, {stats.trained_tokens:,} trained) "
+             f"with attention={attn}, deepspeed={opts.deepspeed or 'off'}")
+    resume = True if opts.resume == "latest" else opts.resume
+    result = trainer.train(resume_from_checkpoint=resume)
+
+    tmp_model = out / ".model.tmp"
+    trainer.save_model(str(tmp_model))
+    trainer.accelerator.wait_for_everyone()
+    summary = {}
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(tmp_model))
+        final = out / "model"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp_model, final)
+        trainer.save_state()
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        report.keep(len(rows))
+        report.details.update({
+            "steps": trainer.state.global_step, "train_loss": round(float(result.training_loss), 6),
+            "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
+            "embedding_resize": resize.to_json(), **params, "attention": attn,
+            "deepspeed": opts.deepspeed, "zero_stage": ds_config.zero_stage(ds) if ds else None,
+            "adapter": "lora" if opts.lora else "prefix-tuning" if opts.prefix_tuning else None,
+            "model_dir": str(final), "tensorboard": os.environ["TENSORBOARD_LOGGING_DIR"]})
+        report.time("train", time.perf_counter() - t0)
+        report.write(out)
+        summary = report.details
+        echo(f"trained {trainer.state.global_step} steps, loss {summary['first_loss']} -> {summary['last_loss']}; "
+             f"model in {final}, TensorBoard logs in {summary['tensorboard']}")
+        echo(dumps({"report": str(out / "report.json")}))
+    return summary
+
+
+def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
+    """Fold a LoRA adapter into its base model; a larger adapter tokenizer resizes the base first."""
+    import torch
+    from peft import PeftConfig, PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from corpuskit.outputs import atomic_dir
+
+    adapter_dir = Path(adapter)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise RunError(f"--adapter {adapter}: no adapter_config.json (pass the model/ folder of a --lora run)")
+    if not Path(base).is_dir():
+        raise RunError(f"--base {base}: not a model directory")
+    peft_type = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+    if peft_type != "LORA":
+        raise RunError(f"--adapter {adapter}: a {peft_type} adapter cannot be merged into the weights (only LoRA can)")
+    PeftConfig.from_pretrained(str(adapter_dir))
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=False)
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
+    merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
+    with atomic_dir(output) as tmp:
+        merged.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        report = StageReport(command="trainers merge-lora", inputs=[adapter, base])
+        report.keep(1)
+        report.details.update({"base_rows": rows, "vocab_size": len(tokenizer),
+                               "params": sum(p.numel() for p in merged.parameters())})
+        report.write(tmp)
+    echo(f"merged {adapter} into {base}: full model in {output}")
+    return report.details
