@@ -12,7 +12,6 @@ Results go to bench/out/clean.json and are printed as markdown for docs/benchmar
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -22,7 +21,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -194,8 +192,14 @@ def quality(workdir: Path, n_per_source: int) -> dict:
                 found_pairs.add((first, i))
                 continue
             doc_of_candidate.append(i)
-            for j, _ in index.add(signer.signature(d)):
+            accepted, _ = index.add(signer.signature(d))
+            for j, _ in accepted:
                 found_pairs.add((doc_of_candidate[j], i))
+        resolver = index.resolver()  # borderline pairs, decided on exact Jaccard as the CLI's verify pass does
+        for cand, i in enumerate(doc_of_candidate):
+            if resolver.wants(cand):
+                for j in resolver.feed(cand, shingle_hashes(docs[i], params.ngram, params.shingle)):
+                    found_pairs.add((doc_of_candidate[j], i))
         # record level: what `corpuskit clean` actually drops
         out = workdir / f"q_{threshold}_{num_perm}"
         run_clean(src, out, "--threshold", str(threshold), "--num-perm", str(num_perm))

@@ -84,6 +84,16 @@ def chinese_llama_merge(base_path: Path, add_path: Path, outdir: Path) -> None:
     tok.backend_tokenizer.save(str(outdir / "tokenizer.json"))
 
 
+def transformers_converted(model_path: Path, outdir: Path) -> Path:
+    """What users get from AutoTokenizer on a bare .model (transformers' own conversion)."""
+    from transformers import AutoTokenizer
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    (outdir / "tokenizer.model").write_bytes(model_path.read_bytes())
+    AutoTokenizer.from_pretrained(str(outdir)).backend_tokenizer.save(str(outdir / "tokenizer.json"))
+    return outdir
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-sentences", type=int, default=200_000)
@@ -116,22 +126,29 @@ def main() -> None:
     base_dir = out / "llama2-hf"
     from corpuskit.vocab.hf import write_hf_tokenizer
     write_hf_tokenizer(LLAMA2, base_dir)
+    # the score-0 merge with our exact HF writer, to separate its id changes from conversion errors
+    write_hf_tokenizer(out / "chinese-llama" / "tokenizer.model", out / "chinese-llama-exact-hf")
+    transformers_converted(LLAMA2, out / "llama2-transformers")
     results = {"train_vocab_s": round(t_train, 1), "merge_vocab_s": round(t_merge, 2),
                "chinese_llama_merge_s": round(t_cl, 2),
                "added": json.loads((out / "merged" / "merge-report.json").read_text())["details"]["added"],
                "eval_lines": {"zh": len(zh_eval), "en": len(prose), "code": len(code)}}
-    for label, d in (("llama2", base_dir), ("corpuskit", out / "merged"), ("chinese-llama", out / "chinese-llama")):
+    labels = {"llama2": base_dir, "llama2 (transformers conversion)": out / "llama2-transformers",
+              "corpuskit": out / "merged", "chinese-llama": out / "chinese-llama",
+              "chinese-llama (exact HF)": out / "chinese-llama-exact-hf"}
+    for label, d in labels.items():
         ev = Evaluator(LLAMA2, d / "tokenizer.model", d / "tokenizer.json")
         results[label] = {name: ev.evaluate(lines) for name, lines in
                           (("zh", zh_eval), ("en", prose), ("code", code))}
     (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(f"train-vocab {results['train_vocab_s']} s, merge-vocab {results['merge_vocab_s']} s "
           f"({results['added']} pieces added)")
-    print(f"{'tokenizer':14} {'set':5} {'tok/char':>9} {'ids same':>9} {'slow=fast':>10} {'round-trip':>11}")
-    for label in ("llama2", "corpuskit", "chinese-llama"):
+    print(f"| tokenizer | set | tokens/char | ids same as LLaMA-2 | slow = fast | round-trip |")
+    print("|---|---|---:|---:|---:|---:|")
+    for label in labels:
         for name, r in results[label].items():
-            print(f"{label:14} {name:5} {r['tokens_per_char_merged']:9.3f} {r['ids_unchanged']:9.4f} "
-                  f"{r['slow_fast_agree']:10.4f} {r['round_trip']:11.4f}")
+            print(f"| {label} | {name} | {r['tokens_per_char_merged']:.3f} | {r['ids_unchanged']:.4f} | "
+                  f"{r['slow_fast_agree']:.4f} | {r['round_trip']:.4f} |")
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def chats(tmp_path_factory, data_dir) -> Path:
 
 @pytest.fixture(scope="module")
 def chat_records(chats) -> list[dict]:
-    return [json.loads(line) for line in chats.read_text(encoding="utf-8").splitlines()]
+    return [json.loads(line) for line in chats.read_text(encoding="utf-8").split("\n")[:-1]]
 
 
 def test_converted_sample_is_valid(chats):

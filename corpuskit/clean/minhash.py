@@ -252,9 +252,11 @@ class BorderlineResolver:
     def wants(self, i: int) -> bool:
         return i in self.earlier_of or i in self.open_partners
 
-    def feed(self, i: int, hashes: np.ndarray) -> None:
-        """`hashes`: sorted distinct shingle hashes of record i (as `shingle_hashes` returns)."""
+    def feed(self, i: int, hashes: np.ndarray) -> list[int]:
+        """`hashes`: sorted distinct shingle hashes of record i (as `shingle_hashes` returns).
+        Returns the earlier records joined to i by exact Jaccard."""
         t = self.index.params.threshold
+        joined = []
         for a in self.earlier_of.pop(i, ()):
             other = self.held[a]
             inter = len(np.intersect1d(other, hashes, assume_unique=True))
@@ -262,9 +264,11 @@ class BorderlineResolver:
             if union and inter / union >= t:
                 self.index._union(a, i)
                 self.index.stats["accepted_by_exact_jaccard"] += 1
+                joined.append(a)
             self.open_partners[a] -= 1
             if not self.open_partners[a]:
                 del self.held[a], self.open_partners[a]
         if self.open_partners.get(i):
             self.held[i] = hashes
             self.max_held = max(self.max_held, len(self.held))
+        return joined

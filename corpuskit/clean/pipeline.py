@@ -3,10 +3,12 @@
 Pass 1 normalises and filters each record and computes its exact-dedup key and MinHash signature
 (in a process pool with `--workers`, chunks kept in input order), then feeds the exact index and
 the LSH in input order in this process, so results never depend on the number of workers. The
-outcome of each record goes to a small events file inside the temp output folder. Pass 2
-re-reads the input, and writes kept records (normalised again: texts are never held in memory)
-to clean.jsonl and every dropped record to rejected.jsonl, both in input order. Near-duplicates
-are only decided in pass 2 because a later record can join two clusters.
+outcome of each record goes to a small events file inside the temp output folder. If some LSH
+pairs were borderline (estimate within 3 standard errors of the threshold), a verify pass re-reads
+the input and decides them on exact Jaccard. The write pass re-reads the input and writes kept
+records (normalised again: texts are never held in memory) to clean.jsonl and every dropped record
+to rejected.jsonl, both in input order. Near-duplicates are only decided at the end because a
+later record can join two clusters.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Iterable, Iterator
 from corpuskit.clean.config import CleanConfig
 from corpuskit.clean.doc import Doc
 from corpuskit.clean.exact import ExactIndex, exact_key
-from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer
+from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, shingle_hashes
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
 from corpuskit.ingest import InputError, expand_inputs, iter_records
@@ -181,8 +183,11 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
         counts = _pass_one(files, opts, report, events_path, origins, index)
         report.time("pass1", time.perf_counter() - t0)
         if index is not None:
+            t0 = time.perf_counter()
+            dedup_info.update(_resolve_borderline(files, opts, report, events_path, origins, index))
+            report.time("verify_pass", time.perf_counter() - t0)
             b, r = index.bands_rows
-            dedup_info.update(bands=b, rows=r, lsh_candidate_pairs=index.candidates, verified_pairs=index.verified)
+            dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats)
         t0 = time.perf_counter()
         _pass_two(files, opts, report, events_path, origins, index, tmp)
         report.time("pass2", time.perf_counter() - t0)
@@ -247,25 +252,56 @@ def _reject(report: StageReport, events, rej: Rejected) -> None:
     events.write(dumps(rej.to_json()) + "\n")
 
 
-def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-              index: NearDupIndex | None, tmp: Path) -> None:
-    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
+def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str,
+            total: int) -> Iterator[tuple[str, Record | Rejected, int | None]]:
+    """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
+    Fails with a clear error if the input changed between the passes."""
+    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), desc, total=total))
     cand = 0
-    clusters = set()
-    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: write",
-                          total=report.input + len(origins)))
-    with open(events_path, encoding="utf-8") as events, \
-            open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
-            open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rejected:
+    with open(events_path, encoding="utf-8") as events:
         for event, item in zip(events, items):
             if event != _CANDIDATE:
                 was = json.loads(event)["origin"]
                 if (was["path"], was["line"]) != (item.origin.path, item.origin.line):
                     raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
-                rejected.write(event)
+                yield event, item, None
                 continue
             if isinstance(item, Rejected) or item.origin != origins[cand]:
                 raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
+            yield event, item, cand
+            cand += 1
+        leftover = next(events, None) or next(items, None)
+    if cand != len(origins) or leftover is not None:
+        raise InputError(files[-1], "input changed while clean was running (record count differs on the second read)")
+
+
+def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
+                        index: NearDupIndex) -> dict:
+    """Extra pass, only when some LSH pairs were too close to the threshold to decide on the
+    estimate: re-read those records and compare their exact shingle sets."""
+    resolver = index.resolver()
+    if not resolver.needed:
+        return {"verify_pass": False}
+    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
+    mh = opts.minhash
+    for _, item, cand in _replay(files, opts, events_path, origins, "clean: verify borderline pairs",
+                                 report.input + len(origins)):
+        if cand is not None and resolver.wants(cand):
+            text = normalizer.normalized(item)[0].content_text()
+            resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
+    return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
+
+
+def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
+              index: NearDupIndex | None, tmp: Path) -> None:
+    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
+    clusters = set()
+    with open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
+            open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rejected:
+        for event, item, cand in _replay(files, opts, events_path, origins, "clean: write", report.input + len(origins)):
+            if cand is None:
+                rejected.write(event)
+                continue
             root = index.find(cand) if index is not None else cand
             if root == cand:
                 report.keep()
@@ -278,8 +314,4 @@ def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path,
                                detail={"duplicate_of": kept.to_json(), "similarity": sim})
                 report.reject(rej)
                 rejected.write(dumps(rej.to_json()) + "\n")
-            cand += 1
-        leftover = next(events, None) or next(items, None)
-    if cand != len(origins) or leftover is not None:
-        raise InputError(files[-1], "input changed while clean was running (record count differs on the second read)")
     report.details["near_duplicate_clusters"] = len(clusters)

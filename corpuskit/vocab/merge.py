@@ -24,7 +24,7 @@ from corpuskit.vocab.scripts import has_cjk
 
 SKIP_REASONS = {
     "special": "control, unknown, byte or unused piece of an added model (only ordinary pieces are added)",
-    "has_whitespace": "piece holds a whitespace character; SentencePiece writes spaces as \u2581 (U+2581)",
+    "has_whitespace": "piece holds a space, which SentencePiece turns into \u2581 (U+2581) before matching",
     "duplicate": "piece is already in the base vocabulary",
     "repeated": "piece was already added from an earlier input",
     "not_cjk": "piece has no CJK character (--only cjk)",
@@ -136,7 +136,7 @@ def plan_merge(base, candidates: Iterable[Candidate | Rejected], only: str,
             skip(c)
             continue
         reason = None
-        if any(ch.isspace() for ch in c.piece):
+        if " " in c.piece:
             reason = "has_whitespace"
         elif c.piece in base_pieces:
             reason = "duplicate"
