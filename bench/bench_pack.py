@@ -68,6 +68,17 @@ def main() -> None:
     assert n_bfd == n_naive
     res["bfd_plan"] = {"bisect_seconds": round(bfd_s, 4), "naive_scan_seconds": round(naive_s, 2),
                        "speedup": round(naive_s / bfd_s, 1), "bins": n_bfd}
+    # no packer can beat this: every sample over seq_len/2 needs a sequence of its own
+    lower = max(-(-tokens // SEQ), int((lengths > SEQ // 2).sum()))
+    res["optimal_bound"] = {"min_sequences": lower, "max_fill_ratio": round(tokens / (lower * SEQ), 4),
+                            "samples_over_half_seq_len": int((lengths > SEQ // 2).sum())}
+    # the same conversations rendered at --max-length 2048 (more, shorter samples), packed at 4096
+    short = WORK / "rendered-2048"
+    sh(CLI + ["render", chats, "--tokenizer", tok, "--template", TEMPLATE, "--max-length", 2048,
+              "-o", short, "--workers", 2])
+    sh(CLI + ["pack", short, "-o", WORK / "packed-2048", "--seq-len", SEQ])
+    m = json.loads((WORK / "packed-2048" / "manifest.json").read_text())
+    res["bfd_max_length_2048"] = {"samples": m["samples"], "sequences": m["sequences"], "fill_ratio": m["fill_ratio"]}
     (OUT / "pack.json").write_text(json.dumps(res, indent=2) + "\n")
     json.dump(res, sys.stdout, indent=2)
     print()

@@ -159,6 +159,22 @@ def test_two_runs_byte_identical_and_workers_do_not_matter(all_inputs, default_r
         assert (two / name).read_bytes() == ref
 
 
+def test_compact_lsh_index_gives_the_same_output_as_datasketch(tmp_path, data_dir):
+    """Near copies of real reviews built on the fly, mixed with the real files."""
+    pos = data_dir / "reviews_pos_head.txt"
+    copies = tmp_path / "copies.jsonl"
+    copies.write_text("".join(json.dumps({"text": _near_copy(t)}, ensure_ascii=False) + "\n"
+                              for t in lines(pos)[:60]), encoding="utf-8")
+    outs = {}
+    for index in ("compact", "datasketch"):
+        outs[index] = tmp_path / index
+        run("clean", pos, copies, "-o", outs[index], "--filters", "none", "--lsh-index", index, "--threshold", "0.7")
+    for name in ("clean.jsonl", "rejected.jsonl"):
+        assert (outs["compact"] / name).read_bytes() == (outs["datasketch"] / name).read_bytes()
+    reports = [outputs(o)[2]["details"]["dedup"] for o in outs.values()]
+    assert reports[0]["lsh_candidate_pairs"] == reports[1]["lsh_candidate_pairs"] > 0
+
+
 def test_workers_identical_with_near_duplicates_and_jieba(tmp_path, data_dir):
     """Real reviews (which hold many exact reposts) plus near copies of 20 of them built on the fly."""
     pos, neg = data_dir / "reviews_pos_head.txt", data_dir / "reviews_neg_head.txt"

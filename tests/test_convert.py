@@ -91,6 +91,26 @@ def test_bad_sft_records_each_rejected_with_reason_and_line(data_dir, tmp_path):
     assert read_jsonl(tmp_path / "out.jsonl")[1]["id"] == "7"
 
 
+def test_canonical_kinds_and_mixed_kinds(data_dir, tmp_path):
+    news = (data_dir / "peoples_daily_199801_head.txt").read_text(encoding="utf-8").split("\n")[0]
+    src = tmp_path / "canon.jsonl"
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"text": news, "source": "people's daily"},              # 1 source as a provenance field
+        {"source": "标题：", "target": news, "category": "news"},  # 2 Colossal-LLaMA-2 pretrain
+        {"text": news, "target": news},                           # 3 two forms at once
+        {"piece": "人民", "messages": []},                         # 4 two kinds at once
+        {"piece": "人民"},                                         # 5
+    ]) + "\n", encoding="utf-8")
+    res = run(src, "-o", tmp_path / "c.jsonl")
+    assert "convert: input 5 = kept 3 + rejected 2 (mixed_kinds=2)" in res.output
+    assert read_jsonl(tmp_path / "c.jsonl")[0] == {"text": news, "source": "people's daily"}
+    rejected = read_jsonl(tmp_path / "c.rejected.jsonl")
+    assert [(r["origin"]["line"], r["message"]) for r in rejected] == [
+        (3, "record has keys of more than one record kind or form: ['text', 'target']"),
+        (4, "record has keys of more than one record kind or form: ['messages', 'piece']")]
+    assert CliRunner().invoke(main, ["validate", str(tmp_path / "c.jsonl")]).exit_code == 0
+
+
 def test_gbk_without_and_with_encoding(data_dir, tmp_path):
     reviews = (data_dir / "reviews_neg_head.txt").read_text(encoding="utf-8").splitlines()[:5]
     src = tmp_path / "neg_gbk.txt"

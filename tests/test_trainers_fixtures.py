@@ -20,16 +20,18 @@ TINY_CONFIG = ROOT / "trainers" / "configs" / "tiny_llama.json"
 IGNORE = -100
 
 
-def sharegpt_pairs(limit: int) -> list[tuple[str, str, str]]:
-    """(question, answer, origin) from the first human/gpt turns of the real ShareGPT sample."""
+def sharegpt_pairs(limit: int, every_turn: bool = False) -> list[tuple[str, str, str]]:
+    """(question, answer, origin) from human->gpt turns of the real ShareGPT sample (first turn only
+    unless every_turn)."""
     records = json.loads((DATA / "sharegpt_sample.json").read_text(encoding="utf-8"))
     out = []
     for rec in records:
         turns = rec.get("conversations", [])
-        if len(turns) >= 2 and turns[0]["from"] == "human" and turns[1]["from"] == "gpt":
-            out.append((turns[0]["value"], turns[1]["value"], f"sharegpt_sample.json:{rec['id']}"))
-        if len(out) == limit:
-            break
+        for i in range(len(turns) - 1 if every_turn else min(1, len(turns) - 1)):
+            if turns[i]["from"] == "human" and turns[i + 1]["from"] == "gpt":
+                out.append((turns[i]["value"], turns[i + 1]["value"], f"sharegpt_sample.json:{rec['id']}:{i}"))
+            if len(out) == limit:
+                return out
     return out
 
 

@@ -115,14 +115,14 @@ CJK_WORDS = ["中国", "我们", "可以", "一个", "什么", "这个"]
 @pytest.fixture(scope="module")
 def extended(tmp_path_factory, llama2_tokenizer_dir):
     """A LLaMA-2 tokenizer with a few CJK words added, and Chinese-heavy rows rendered with it."""
-    from transformers import AutoTokenizer
+    from transformers import AddedToken, AutoTokenizer
 
     root = tmp_path_factory.mktemp("extended")
     tok = AutoTokenizer.from_pretrained(llama2_tokenizer_dir)
-    tok.add_tokens(CJK_WORDS)
+    tok.add_tokens([AddedToken(w, normalized=False) for w in CJK_WORDS])
     tok.save_pretrained(root / "tok")
     tok = AutoTokenizer.from_pretrained(root / "tok")
-    pairs = [p for p in sharegpt_pairs(67) if sum("\u4e00" <= c <= "\u9fff" for c in p[0] + p[1]) > 50]
+    pairs = [p for p in sharegpt_pairs(1000, every_turn=True) if sum("\u4e00" <= c <= "\u9fff" for c in p[0] + p[1]) > 50]
     samples = render_samples(tok, pairs, max_len=128)
     assert any(t >= 32000 for s in samples for t in s["input_ids"])  # the new pieces are really used
     pdir = write_packed_dir(root / "pdir", root / "tok", {"zh.jsonl": samples}, seq_len=256)

@@ -104,10 +104,10 @@ def test_packed_rows_reads_groups_and_tags_rows(packed_dir):
 
 
 def cjk_tokenizer(base_dir, out_dir, words):
-    from transformers import AutoTokenizer
+    from transformers import AddedToken, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(base_dir)
-    tok.add_tokens(words)
+    tok.add_tokens([AddedToken(w, normalized=False) for w in words])
     tok.save_pretrained(out_dir)
     return AutoTokenizer.from_pretrained(out_dir)
 

@@ -201,7 +201,7 @@ def test_schemas_are_2020_12_and_both_validators_agree(chat_records):
     records = chat_records + [
         {"messages": chat_records[0]["messages"][:1]}, {"messages": [{"role": "user", "content": ""}] * 2},
         {"messages": [], "id": "x"}, {"text": "a"}, {"text": " "}, {"source": "", "target": "t"},
-        {"source": "s"}, {"text": "a", "target": "b"}, {"piece": "▁"}, {"piece": ""}, {"piece": "a", "text": "b"},
+        {"source": "s"}, {"text": "a", "target": "b"}, {"text": "a", "source": "news"}, {"piece": "▁"}, {"piece": ""}, {"piece": "a", "text": "b"},
         {"messages": [{"role": "user", "content": "a", "name": "x"}, {"role": "assistant", "content": "b"}]},
     ]
     for kind in ("sft", "pretrain", "piece"):

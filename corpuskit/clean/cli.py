@@ -36,12 +36,16 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--ngram", type=click.IntRange(1, 64), default=5, show_default=True, help="Shingle size in tokens.")
 @click.option("--shingle", type=click.Choice(SHINGLES), default="char", show_default=True,
               help="Shingle tokens: characters (works for Chinese), whitespace words, or jieba words.")
+@click.option("--lsh-index", type=click.Choice(["compact", "datasketch"]), default="compact", show_default=True,
+              help="LSH band index: compact (~1.4 kB/record) or datasketch's MinHashLSH (~6.6 kB/record); "
+                   "same results.")
 @workers_option
 @seed_option
 @from_option
 @encoding_option
 @handle_errors
-def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, workers, seed, fmt, encoding):
+def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, workers, seed, fmt,
+              encoding):
     """Normalise text, drop low-quality records (Gopher, C4, FineWeb rules), and remove exact and
     MinHash near-duplicates, keeping the earliest record of each cluster.
 
@@ -61,7 +65,7 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
         raise UsageProblem(str(e)) from e
     opts = CleanOptions(config=config, dedup=dedup,
                         minhash=MinHashParams(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
-                                              threshold=threshold),
+                                              threshold=threshold, lsh_index=lsh_index),
                         workers=workers, fmt=fmt, encoding=encoding)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)

@@ -71,7 +71,7 @@ class _Worker:
         return rec.with_content(fn), steps
 
     def prepare(self, rec: Record, timings: Counter) -> tuple:
-        """("reject", filter, rule, message) or ("ok", normalisation steps, exact key, signature)."""
+        """("reject", normalisation steps, filter, rule, message) or ("ok", normalisation steps, exact key, signature)."""
         t = time.perf_counter()
         rec, steps = self.normalized(rec)
         timings["normalize"] += time.perf_counter() - t
@@ -84,7 +84,7 @@ class _Worker:
             timings[f"filter.{f.name}"] += time.perf_counter() - t
             if verdict is not True:
                 _, rule, message = verdict
-                return ("reject", f.name, rule, message)
+                return ("reject", sorted(steps), f.name, rule, message)
         text = doc.text
         t = time.perf_counter()
         key = exact_key(text) if self.want_key else None
@@ -152,7 +152,7 @@ class _Origins:
         self.files = files
         self._file_id = {f: i for i, f in enumerate(files)}
         self.file = array("H")
-        self.line = array("L")
+        self.line = array("I")
 
     def add(self, origin: Origin) -> None:
         self.file.append(self._file_id[origin.path])
@@ -174,7 +174,8 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     report.details["config"] = opts.config.describe()
     dedup_info: dict = {"methods": list(opts.dedup)}
     if "minhash" in opts.dedup:
-        dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed)
+        dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed,
+                          lsh_index=mh.lsh_index)
     with atomic_dir(outdir) as tmp:
         events_path = tmp / ".events"
         origins = _Origins(files)
@@ -214,20 +215,20 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                 if isinstance(item, Rejected):
                     _reject(report, events, item)
                     continue
-                kind = res[0]
+                kind, steps = res[0], res[1]
+                normalized.update(steps)
                 for f in opts.config.filters:
                     if item.kind in f.apply_to:
                         checked[f.name] += 1
-                        if kind == "reject" and res[1] == f.name:
+                        if kind == "reject" and res[2] == f.name:
                             break
                 if kind == "reject":
-                    _, fname, rule, message = res
+                    _, _, fname, rule, message = res
                     by_filter[fname][rule] += 1
                     _reject(report, events, Rejected(f"{fname}.{rule}", item.origin, message, raw=item.to_json(),
                                                      detail={"filter": fname}))
                     continue
-                _, steps, key, sig = res
-                normalized.update(steps)
+                _, _, key, sig = res
                 cand = len(origins)
                 if exact is not None:
                     first = exact.first_or_add(key, cand)

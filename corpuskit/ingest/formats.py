@@ -67,7 +67,7 @@ def _meta(value: dict) -> tuple[str | None, str | None]:
     cat, rid = value.get("category"), value.get("id")
     if cat is not None and not isinstance(cat, str):
         raise Reject("wrong_type", f"'category' must be a string, got {type(cat).__name__}")
-    if rid is not None and not isinstance(rid, (str, int)):
+    if rid is not None and (not isinstance(rid, (str, int)) or isinstance(rid, bool)):
         raise Reject("wrong_type", f"'id' must be a string, got {type(rid).__name__}")
     return cat, (str(rid) if rid is not None else None)
 
@@ -96,7 +96,15 @@ def _sft(value: dict, messages: list[dict], origin: Origin) -> Record:
     return Record(SFT, origin, messages=messages, category=cat, id=rid)
 
 
+# One of these decides what a record is; two at once is ambiguous. (`source` alone is not one:
+# {"text", "source": "news"} is a text record with a provenance field.)
+_KIND_KEYS = ("messages", "piece", "text", "target")
+
+
 def from_canonical(value: dict, origin: Origin) -> Record:
+    present = [k for k in _KIND_KEYS if k in value]
+    if len(present) > 1:
+        raise Reject("mixed_kinds", f"record has keys of more than one record kind or form: {present}")
     cat, rid = _meta(value)
     known = {"category", "id"}
     if "messages" in value:

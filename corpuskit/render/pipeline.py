@@ -6,7 +6,6 @@ fixed-size, processed independently, and written back in order.
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from corpuskit.records import PRETRAIN, Rejected
 from corpuskit.report import StageReport
 from corpuskit.render.dataset_io import RENDER_FEATURES, write_dataset
 from corpuskit.render.templates import ChatTemplate
-from corpuskit.render.tokenize import IGNORE, RenderOptions, Renderer, Row, init_worker, process_chunk
+from corpuskit.render.tokenize import IGNORE, RenderOptions, Renderer, init_worker, process_chunk
 from corpuskit.render.tokenizer_dir import TokenizerDir
 
 FORMAT = "corpuskit.render/1"
@@ -235,5 +234,3 @@ def highlight(text: str, offsets: np.ndarray, trained: np.ndarray, color: bool) 
     parts.append(text[pos:])
     return "".join(parts)
 
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
