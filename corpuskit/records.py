@@ -42,6 +42,7 @@ class Record:
     category: str | None = None
     id: str | None = None
     extra: dict = field(default_factory=dict)  # unknown keys kept verbatim (e.g. provenance fields)
+    repairs: tuple[str, ...] = ()  # opt-in fixes convert applied (reported, never written)
 
     def to_json(self) -> dict:
         """Canonical on-disk form (see schemas/)."""

@@ -154,3 +154,37 @@ def test_file_errors_are_one_line_without_traceback(tmp_path):
     assert res.exit_code == 0
     assert f"{tmp_path / 'blank.jsonl'}: no records (empty or blank lines only)" in res.output
     assert "convert: input 0 = kept 0 + rejected 0" in res.output
+
+
+def test_opt_in_repairs_are_applied_and_counted(data_dir, tmp_path):
+    out = tmp_path / "chats.jsonl"
+    res = run(data_dir / "sharegpt_sample.json", "-o", out, "--to", "sft", "--report", tmp_path / "r.json",
+              "--repair", "leading-assistant", "--repair", "trailing-user")
+    assert res.exit_code == 0, res.output
+    assert "convert: input 67 = kept 59 + rejected 8" in res.output
+    assert "leading-assistant=14" in res.output
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["details"]["repaired"] == {"leading-assistant": 14}
+    raw = {r["id"]: r for r in json.load(open(data_dir / "sharegpt_sample.json", encoding="utf-8"))}
+    kept = read_jsonl(out)
+    fixed = [k for k in kept if raw[k["id"]]["conversations"][0]["from"] == "gpt"]
+    assert len(fixed) == 14
+    for k in fixed:  # exactly the leading assistant turn(s) went; the rest is untouched
+        conv = raw[k["id"]]["conversations"]
+        skip = next(i for i, t in enumerate(conv) if t["from"] == "human")
+        assert [m["content"] for m in k["messages"]] == [t["value"] for t in conv[skip:]]
+    # without --repair the same records are rejected, never silently changed
+    res = run(data_dir / "sharegpt_sample.json", "-o", tmp_path / "plain.jsonl", "--to", "sft")
+    assert "kept 45 + rejected 22" in res.output
+
+
+def test_trailing_user_repair(tmp_path):
+    src = tmp_path / "chat.jsonl"
+    src.write_text(json.dumps({"messages": [{"role": "user", "content": "你好"}, {"role": "assistant", "content": "你好！"},
+                                            {"role": "user", "content": "再见"}]}, ensure_ascii=False) + "\n",
+                   encoding="utf-8")
+    res = run(src, "-o", tmp_path / "no.jsonl")
+    assert "rejected 1 (ends_with_user=1)" in res.output
+    res = run(src, "-o", tmp_path / "yes.jsonl", "--repair", "trailing-user")
+    assert "kept 1 + rejected 0" in res.output and "trailing-user=1" in res.output
+    assert [m["content"] for m in read_jsonl(tmp_path / "yes.jsonl")[0]["messages"]] == ["你好", "你好！"]

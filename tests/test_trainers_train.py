@@ -100,9 +100,6 @@ def test_resume_continues_exactly(packed_dir, llama2_tokenizer_dir, tmp_path):
     resumed = tmp_path / "resumed"
     run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, resumed), *args, "--max-steps", 2,
                  "--save-steps", 2)
-    again = run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, resumed), *args,
-                         "--max-steps", 4, check=False)
-    assert again.returncode == 1 and "--resume" in again.stderr  # an earlier run is never silently overwritten
     run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, resumed), *args, "--max-steps", 4,
                  "--resume")
     assert len(losses(straight)) == 4

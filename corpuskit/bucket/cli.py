@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import click
 
+from corpuskit.bucket.inputs import category_options
 from corpuskit.bucket.run import UnknownCategories, bucket
 from corpuskit.bucket.weights import parse_weights
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors,
-                                inputs_argument, seed_option)
+                                inputs_argument, seed_option, workers_option)
 
 
 @click.command("bucket")
@@ -16,12 +17,7 @@ from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, hand
               help="Output folder (written atomically; replaced only if corpuskit wrote it).")
 @click.option("-n", "--num-buckets", required=True, type=click.IntRange(1, 100000),
               help="Exactly this many bucket files are written (some may be empty if the data is small).")
-@click.option("--category-field", default="category", show_default=True,
-              help="Top-level record key holding the category.")
-@click.option("--default-category", default="default", show_default=True,
-              help="Category of records without one (named in the manifest; never dropped).")
-@click.option("--category-by-file", is_flag=True,
-              help="Records without a category take their input file's name (news.jsonl -> news).")
+@category_options
 @click.option("--weights", "weights_spec", metavar="NAME=W,... | FILE.json",
               help="Resample categories: 2 repeats every record twice, 1.5 adds a seeded half, "
                    "0.5 keeps a seeded half (the rest are rejected as 'downsampled'). Others keep weight 1.")
@@ -29,11 +25,12 @@ from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, hand
 @click.option("--shuffle/--no-shuffle", default=True, show_default=True,
               help="Shuffle each category before binning and each bucket's records (seeded); "
                    "--no-shuffle bins contiguous stretches and keeps input order.")
+@workers_option
 @from_option
 @encoding_option
 @handle_errors
 def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, category_by_file,
-               weights_spec, seed, shuffle, fmt, encoding):
+               weights_spec, seed, shuffle, workers, fmt, encoding):
     """Split records into N buckets so that every bucket holds every category in its global share
     (Colossal-LLaMA-2's mixing): each category is shuffled and cut into N bins differing by at most
     one record, and bucket i takes bin i of every category.
@@ -41,19 +38,22 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
     Writes OUTDIR/bucket-00000.jsonl ... (exactly N files), OUTDIR/manifest.json (per bucket:
     records, count per category, sha256; seed, weights, inputs, counts before/after weighting),
     OUTDIR/rejected.jsonl and OUTDIR/report.json + report.md. Same inputs and seed give
-    byte-identical output. INPUT may be files, folders, globs or a `corpuskit clean` output folder.
+    byte-identical output, whatever --workers is (workers convert input files in parallel, one
+    file per task, so they help when the corpus is split into several files). INPUT may be files,
+    folders, globs or a `corpuskit clean` output folder.
 
     \b
     Examples:
       corpuskit bucket news.jsonl chats.jsonl -o buckets --num-buckets 8
       corpuskit bucket news.jsonl chats.jsonl -o buckets -n 4 --category-by-file --weights news=0.5
       corpuskit bucket clean-out/ -o buckets -n 16 --weights zh=2,en=0.5 --seed 7
+      corpuskit bucket shards/ -o buckets -n 64 --workers 16
       corpuskit bucket data/ -o buckets -n 4 --weights weights.json --category-field source
     """
     weights = parse_weights(weights_spec)
     try:
         report, manifest = bucket(inputs, outdir, num_buckets, seed, weights, shuffle, category_field,
-                                  default_category, fmt, encoding, category_by_file)
+                                  default_category, fmt, encoding, category_by_file, workers)
     except UnknownCategories as e:
         raise UsageProblem(str(e)) from e
     click.echo(report.summary(), err=True)

@@ -1,6 +1,7 @@
-"""Accept another corpuskit stage's output folder as input (e.g. `corpuskit bucket clean-out/`).
+"""What `bucket` and `stats` read: another corpuskit stage's output folder as input (e.g.
+`corpuskit bucket clean-out/`), and the options that say which category a record is in.
 
-Such a folder also holds rejected.jsonl and report.json, which are not corpus records; this picks
+A stage folder also holds rejected.jsonl and report.json, which are not corpus records; this picks
 the stage's data files instead of every file in the folder.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+import click
 
 from corpuskit.ingest import InputError, expand_inputs
 from corpuskit.outputs import MARKER
@@ -43,3 +46,17 @@ def resolve_inputs(inputs) -> list[str]:
         data = stage_data_files(p) if p.is_dir() else None
         out.extend(data if data is not None else expand_inputs([item]))
     return out
+
+
+def category_options(fn):
+    """--category-field, --default-category, --category-by-file (shared by bucket and stats)."""
+    for option in reversed([
+        click.option("--category-field", default="category", show_default=True,
+                     help="Top-level record key holding the category."),
+        click.option("--default-category", default="default", show_default=True,
+                     help="Category of records without one (named in the output; never dropped)."),
+        click.option("--category-by-file", is_flag=True,
+                     help="Records without a category take their input file's name (news.jsonl -> news)."),
+    ]):
+        fn = option(fn)
+    return fn

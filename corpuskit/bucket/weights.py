@@ -7,11 +7,13 @@ float rounding.
 from __future__ import annotations
 
 import json
-import math
 import os
 from fractions import Fraction
 
 import click
+
+# a weight multiplies a category's record count (and the planner's memory); larger is a typo
+MAX_WEIGHT = 1000
 
 
 def _to_fraction(name: str, value, where: str) -> Fraction:
@@ -21,8 +23,8 @@ def _to_fraction(name: str, value, where: str) -> Fraction:
         w = Fraction(str(value).strip())
     except (ValueError, ZeroDivisionError):
         raise click.BadParameter(f"{where}: weight for {name!r} is not a number: {value!r}") from None
-    if w < 0 or not math.isfinite(float(w)):
-        raise click.BadParameter(f"{where}: weight for {name!r} must be >= 0, got {value!r}")
+    if not 0 <= w <= MAX_WEIGHT:
+        raise click.BadParameter(f"{where}: weight for {name!r} must be >= 0 and <= {MAX_WEIGHT}, got {value!r}")
     return w
 
 

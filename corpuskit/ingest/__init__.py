@@ -4,23 +4,24 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from corpuskit.ingest.formats import FORMATS, Reject, check_messages, convert_value
+from corpuskit.ingest.formats import FORMATS, REPAIRS, Reject, check_messages, convert_value
 from corpuskit.ingest.readers import InputError, RawItem, expand_inputs, read_file, read_raw
 from corpuskit.records import Record, Rejected
 
-__all__ = ["FORMATS", "InputError", "RawItem", "Reject", "check_messages", "convert_value",
+__all__ = ["FORMATS", "REPAIRS", "InputError", "RawItem", "Reject", "check_messages", "convert_value",
            "expand_inputs", "read_file", "read_raw", "iter_records"]
 
 
 def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None,
-                 encoding: str = "utf-8") -> Iterator[Record | Rejected]:
+                 encoding: str = "utf-8", repairs: Iterable[str] = ()) -> Iterator[Record | Rejected]:
     """Every input record, in file order, as a canonical Record or a Rejected with its reason.
 
     Unparseable records (bad JSON line, invalid UTF-8, an array cut off mid-record) come out as
     Rejected with reason `parse_error`, so `input == kept + rejected` holds for every stage.
     """
+    repairs = frozenset(repairs)
     for item in read_raw(inputs, encoding):
         if item.error is not None:
             yield Rejected("parse_error", item.origin, item.error)
         else:
-            yield convert_value(item.value, item.origin, fmt, to)
+            yield convert_value(item.value, item.origin, fmt, to, repairs)

@@ -9,20 +9,21 @@ import click
 
 from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
                                 progress, warn)
-from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.ingest import REPAIRS, expand_inputs, iter_records
 from corpuskit.outputs import atomic_file, dumps
 from corpuskit.records import Rejected
 from corpuskit.report import StageReport
 
 
-def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20):
+def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=()):
     """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
     shown = 0
     seen_files: set[str] = set()
     with atomic_file(output) as out, atomic_file(rejects_path) as rej:
-        for item in progress(iter_records(files, fmt, to, encoding), "convert"):
+        repaired = report.details.setdefault("repaired", {}) if repairs else {}
+        for item in progress(iter_records(files, fmt, to, encoding, repairs), "convert"):
             seen_files.add(item.origin.path)
             if isinstance(item, Rejected):
                 report.reject(item)
@@ -32,6 +33,8 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
                     shown += 1
             else:
                 report.keep()
+                for name in item.repairs:
+                    repaired[name] = repaired.get(name, 0) + 1
                 out.write(dumps(item.to_json()) + "\n")
     empty = [f for f in files if f not in seen_files]
     for f in empty:
@@ -50,27 +53,34 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
               help="Require this record kind; records of the other kind are rejected (wrong_kind).")
 @from_option
 @encoding_option
+@click.option("--repair", "repairs", multiple=True, type=click.Choice(REPAIRS),
+              help="Opt-in fixes, counted in the report: leading-assistant drops assistant turns before the first "
+                   "user turn (ShareGPT continuations); trailing-user drops an unanswered final user turn.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
-def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, strict, report_path):
+def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, repairs, strict, report_path):
     """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily or plain text
     to canonical records.
 
     \b
     Examples:
       corpuskit convert ShareGPT_V3.json -o chats.jsonl --to sft
+      corpuskit convert ShareGPT_V3.json -o chats.jsonl --repair leading-assistant
       corpuskit convert atom_train.csv -o atom.jsonl --from llama2-chinese
       corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily
     """
     if rejects_path is None:
         p = Path(output)
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-    report = convert(inputs, output, rejects_path, fmt, to, encoding)
+    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs)
     if report_path:
         from corpuskit.outputs import write_json
         write_json(report_path, report.to_json())
     click.echo(report.summary(), err=True)
+    if report.details.get("repaired"):
+        click.echo("repaired (kept after an opt-in fix): " +
+                   ", ".join(f"{k}={v}" for k, v in report.details["repaired"].items()), err=True)
     click.echo(f"wrote {output} ({report.kept} records) and {rejects_path} ({report.input - report.kept} rejected)",
                err=True)
     if strict and report.kept != report.input:

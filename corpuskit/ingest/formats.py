@@ -90,10 +90,35 @@ def _map_turns(turns: Any, role_key: str, content_key: str, fmt: str) -> list[di
     return out
 
 
-def _sft(value: dict, messages: list[dict], origin: Origin) -> Record:
+REPAIRS = ("leading-assistant", "trailing-user")
+
+
+def apply_repairs(messages: list[dict], repairs: frozenset) -> tuple[list[dict], tuple[str, ...]]:
+    """Opt-in, reported fixes for two shapes common in real dumps (ShareGPT splits long chats, so
+    a continuation starts with the assistant; a log may end on an unanswered user turn).
+    Returns the messages and the names of the repairs that changed them."""
+    done = []
+    if "leading-assistant" in repairs and messages:
+        start = 1 if messages[0].get("role") == "system" else 0
+        end = start
+        while end < len(messages) and messages[end].get("role") == "assistant":
+            end += 1
+        if end > start:
+            messages = messages[:start] + messages[end:]
+            done.append("leading-assistant")
+    if "trailing-user" in repairs and messages and messages[-1].get("role") == "user":
+        messages = messages[:-1]
+        done.append("trailing-user")
+    return messages, tuple(done)
+
+
+def _sft(value: dict, messages: list[dict], origin: Origin, repairs: frozenset = frozenset()) -> Record:
+    done: tuple[str, ...] = ()
+    if repairs:
+        messages, done = apply_repairs(messages, repairs)
     check_messages(messages)
     cat, rid = _meta(value)
-    return Record(SFT, origin, messages=messages, category=cat, id=rid)
+    return Record(SFT, origin, messages=messages, category=cat, id=rid, repairs=done)
 
 
 # One of these decides what a record is; two at once is ambiguous. (`source` alone is not one:
@@ -101,16 +126,19 @@ def _sft(value: dict, messages: list[dict], origin: Origin) -> Record:
 _KIND_KEYS = ("messages", "piece", "text", "target")
 
 
-def from_canonical(value: dict, origin: Origin) -> Record:
+def from_canonical(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     present = [k for k in _KIND_KEYS if k in value]
     if len(present) > 1:
         raise Reject("mixed_kinds", f"record has keys of more than one record kind or form: {present}")
     cat, rid = _meta(value)
     known = {"category", "id"}
     if "messages" in value:
-        check_messages(value["messages"])
+        messages, done = value["messages"], ()
+        if repairs and isinstance(messages, list) and all(isinstance(m, dict) for m in messages):
+            messages, done = apply_repairs(messages, repairs)
+        check_messages(messages)
         extra = {k: v for k, v in value.items() if k not in known | {"messages"}}
-        return Record(SFT, origin, messages=value["messages"], category=cat, id=rid, extra=extra)
+        return Record(SFT, origin, messages=messages, category=cat, id=rid, extra=extra, repairs=done)
     if "piece" in value:
         p = value["piece"]
         if not isinstance(p, str) or not p:
@@ -135,19 +163,19 @@ def from_canonical(value: dict, origin: Origin) -> Record:
     raise Reject("unknown_format", f"no 'text', 'source'/'target', 'messages' or 'piece' (keys: {sorted(value)})")
 
 
-def from_sharegpt(value: dict, origin: Origin) -> Record:
+def from_sharegpt(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     if "conversations" not in value:
         raise Reject("unknown_format", "sharegpt: no 'conversations'")
-    return _sft(value, _map_turns(value["conversations"], "from", "value", "sharegpt"), origin)
+    return _sft(value, _map_turns(value["conversations"], "from", "value", "sharegpt"), origin, repairs)
 
 
-def from_colossal(value: dict, origin: Origin) -> Record:
+def from_colossal(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     if "messages" not in value:
         raise Reject("unknown_format", "colossal: no 'messages'")
-    return _sft(value, _map_turns(value["messages"], "from", "content", "colossal"), origin)
+    return _sft(value, _map_turns(value["messages"], "from", "content", "colossal"), origin, repairs)
 
 
-def from_alpaca(value: dict, origin: Origin) -> Record:
+def from_alpaca(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     ins, inp, out = value.get("instruction"), value.get("input", ""), value.get("output")
     if not isinstance(ins, str) or not isinstance(out, str) or not isinstance(inp, (str, type(None))):
         raise Reject("wrong_type", "alpaca: 'instruction' and 'output' must be strings ('input' optional)")
@@ -161,14 +189,14 @@ def from_alpaca(value: dict, origin: Origin) -> Record:
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
     user = ins if not inp else f"{ins}\n{inp}"
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": out}]
-    return _sft(value, messages, origin)
+    return _sft(value, messages, origin, repairs)
 
 
 _L2C_TURN = re.compile(r"<s>\s*(Human|Assistant|System)\s*[:：]\s?(.*?)\n?</s>", re.S)
 _L2C_HINT = re.compile(r"^\s*<s>\s*(Human|System)\s*[:：]")
 
 
-def from_llama2_chinese(value: dict, origin: Origin) -> Record:
+def from_llama2_chinese(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     text = value.get("text")
     if not isinstance(text, str):
         raise Reject("wrong_type", "llama2-chinese: 'text' must be a string")
@@ -181,7 +209,7 @@ def from_llama2_chinese(value: dict, origin: Origin) -> Record:
         pos = m.end()
     if text[pos:].strip():
         raise Reject("malformed_turns", f"llama2-chinese: text after the last </s>: {text[pos:][:40]!r}")
-    return _sft(value, messages, origin)
+    return _sft(value, messages, origin, repairs)
 
 
 def _strip_pos_tag(token: str) -> str:
@@ -191,7 +219,7 @@ def _strip_pos_tag(token: str) -> str:
     return token.rsplit("/", 1)[0] if "/" in token else token
 
 
-def from_peoples_daily(value: dict, origin: Origin) -> Record:
+def from_peoples_daily(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     """People's Daily 1998 corpus lines (`word/tag  word/tag`) as plain pretrain text."""
     text = value.get("text")
     if not isinstance(text, str):
@@ -227,12 +255,13 @@ CONVERTERS: dict[str, Callable[[dict, Origin], Record]] = {
 }
 
 
-def convert_value(value: Any, origin: Origin, fmt: str = "auto", to: str | None = None) -> Record | Rejected:
+def convert_value(value: Any, origin: Origin, fmt: str = "auto", to: str | None = None,
+                  repairs: frozenset = frozenset()) -> Record | Rejected:
     try:
         if not isinstance(value, dict):
             raise Reject("not_an_object", f"record must be a JSON object, got {type(value).__name__}")
         fn = detect(value) if fmt == "auto" else CONVERTERS[fmt]
-        rec = fn(value, origin)
+        rec = fn(value, origin, repairs)
         if to is not None and rec.kind != to:
             raise Reject("wrong_kind", f"record is {rec.kind}, expected {to}")
         return rec

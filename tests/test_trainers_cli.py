@@ -1,0 +1,113 @@
+"""trainers command line: help, and every pre-flight error is one clear line with exit status 1."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from test_trainers_fixtures import TINY_CONFIG, packed_dir, sft_samples, write_packed_dir  # noqa: F401
+from trainers.cli import main
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def sft(pdir, tokenizer, out, model=TINY_CONFIG, *extra):
+    return invoke("sft", "--data", pdir, "--model", model, "--tokenizer", tokenizer, "--output", out, *extra)
+
+
+@pytest.mark.parametrize("command", ["pretrain", "sft", "merge-lora"])
+def test_every_command_has_help_with_an_example(command):
+    result = invoke(command, "--help")
+    assert result.exit_code == 0 and "Example" in result.output and "trainers " + command in result.output
+
+
+def test_tokenizer_mismatch_is_caught_before_training(packed_dir, llama2_tokenizer_dir, tmp_path):
+    from transformers import AddedToken, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(llama2_tokenizer_dir)
+    tok.add_tokens([AddedToken("中国", normalized=False)])
+    tok.save_pretrained(tmp_path / "tok")
+    result = sft(packed_dir, tmp_path / "tok", tmp_path / "run")
+    assert result.exit_code == 1
+    assert "32000-piece tokenizer" in result.output and "32001 pieces" in result.output
+    assert "sha256" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_all_masked_labels_are_refused(llama2_tokenizer_dir, sft_samples, tmp_path):
+    masked = [dict(s, labels=[-100] * len(s["labels"])) for s in sft_samples[:4]]
+    pdir = write_packed_dir(tmp_path / "pdir", llama2_tokenizer_dir, {"a.jsonl": masked}, seq_len=256)
+    result = sft(pdir, llama2_tokenizer_dir, tmp_path / "run")
+    assert result.exit_code == 1 and "all labels are masked" in result.output
+
+
+def test_sequence_length_above_model_maximum_is_refused(packed_dir, llama2_tokenizer_dir, tmp_path):
+    config = json.loads(TINY_CONFIG.read_text())
+    config["max_position_embeddings"] = 128
+    (tmp_path / "short.json").write_text(json.dumps(config))
+    result = sft(packed_dir, llama2_tokenizer_dir, tmp_path / "run", tmp_path / "short.json")
+    assert result.exit_code == 1
+    assert "sequence length 256" in result.output and "max_position_embeddings 128" in result.output
+
+
+def test_mode_adapter_and_config_problems_are_listed_together(packed_dir, llama2_tokenizer_dir, tmp_path):
+    result = invoke("pretrain", "--data", packed_dir, "--model", TINY_CONFIG, "--tokenizer", llama2_tokenizer_dir,
+                    "--output", tmp_path / "run", "--lora", "--prefix-tuning")
+    assert result.exit_code == 1
+    assert "holds sft data" in result.output and "use `trainers sft`" in result.output
+    assert "cannot be combined" in result.output and "must be a model directory" in result.output
+
+
+def test_unknown_deepspeed_config_and_render_output_are_refused(packed_dir, llama2_tokenizer_dir, tmp_path):
+    result = sft(packed_dir, llama2_tokenizer_dir, tmp_path / "run", TINY_CONFIG, "--deepspeed", "zero9")
+    assert result.exit_code == 1 and "zero9" in result.output and "zero2, zero3, zero3-offload" in result.output
+    render_like = tmp_path / "rdir"
+    shutil.copytree(packed_dir, render_like)
+    manifest = json.loads((render_like / "manifest.json").read_text())
+    (render_like / "manifest.json").write_text(json.dumps(manifest["render"]))
+    result = sft(render_like, llama2_tokenizer_dir, tmp_path / "run")
+    assert result.exit_code == 1 and "corpuskit.render/1" in result.output and "corpuskit pack" in result.output
+
+
+def test_output_folder_is_never_clobbered(packed_dir, llama2_tokenizer_dir, tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    result = sft(packed_dir, llama2_tokenizer_dir, foreign)
+    assert result.exit_code == 1 and "not written by trainers" in result.output
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "run.json").write_text("{}")
+    result = sft(packed_dir, llama2_tokenizer_dir, earlier)
+    assert result.exit_code == 1 and "pass --resume" in result.output
+    result = sft(packed_dir, llama2_tokenizer_dir, earlier, TINY_CONFIG, "--resume")
+    assert result.exit_code == 1 and "no checkpoint-N folder" in result.output
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+def test_missing_train_extra_names_the_install_command(packed_dir, llama2_tokenizer_dir, tmp_path):
+    # a Python where torch cannot be imported, as after `pip install corpuskit` without [train]
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from trainers.cli import main\n"
+            "main(sys.argv[1:])")
+    proc = subprocess.run([sys.executable, "-c", code, "sft", "--data", str(packed_dir), "--model", str(TINY_CONFIG),
+                           "--tokenizer", str(llama2_tokenizer_dir), "--output", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "pip install corpuskit[train]" in proc.stderr and "cannot import torch" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_trainers_cli_module_does_not_import_torch():
+    code = "import sys, trainers.cli, trainers.errors; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr
