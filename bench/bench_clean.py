@@ -312,7 +312,8 @@ def speed(workdir: Path, n_sharegpt: int) -> dict:
 
 
 def markdown(results: dict) -> str:
-    lines = []
+    lines = [f"Command: `{results['command']}` ({results['cpus']} CPUs; load average {results['load_average_at_start'][0]} "
+             f"at start, {results['load_average_at_end'][0]} at end; above the CPU count, other jobs shared the machine).", ""]
     if "quality" in results:
         q = results["quality"]
         lines += [f"Near-duplicate set: {q['documents']} documents (ShareGPT turns, People's Daily paragraphs, "
@@ -365,10 +366,12 @@ def main() -> None:
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["command"] = " ".join([".venv/bin/python", "bench/bench_clean.py", *sys.argv[1:]])
     results["cpus"] = os.cpu_count()
+    results["load_average_at_start"] = [round(x, 2) for x in os.getloadavg()]
     if args.part in ("all", "quality"):
         results["quality"] = quality(work, args.per_source)
     if args.part in ("all", "speed"):
         results["speed"] = speed(work, args.sharegpt_turns)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results_path.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(markdown(results))
 

@@ -291,3 +291,32 @@ def test_help_has_examples_and_bucket_imports_no_heavy_library(corpus, tmp_path)
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'deepspeed', 'peft', 'datasets') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_workers_give_byte_identical_output_and_the_same_rejects(corpus, tmp_path, data_dir):
+    """Files converted in parallel are spooled in input order: --workers changes nothing but speed."""
+    d, _ = corpus
+    inputs = [*sorted(d.glob("*.jsonl")), data_dir / "sharegpt_truncated_tail.json"]
+    for name, workers in (("w1", 1), ("w3", 3)):
+        run([*inputs, "-o", tmp_path / name, "-n", 5, "--weights", "news=0.5,review_pos=1.5", "--workers", workers])
+    assert data_files(tmp_path / "w1") == data_files(tmp_path / "w3")  # buckets, manifest, rejected.jsonl
+    r1, r3 = (json.loads((tmp_path / n / "report.json").read_text()) for n in ("w1", "w3"))
+    assert r1["counts"] == r3["counts"] and r1["examples"] == r3["examples"]
+    assert {"parse_error", "downsampled"} <= set(r3["counts"]["rejected"])
+    check_manifest(tmp_path / "w3", 5)
+
+
+def test_workers_report_a_bad_file_as_one_line(corpus, tmp_path):
+    d, _ = corpus
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": "not an array"}', encoding="utf-8")
+    res = run([d / "news.jsonl", bad, "-o", tmp_path / "out", "-n", 2, "--workers", 2], expect=1)
+    assert res.output.startswith(f"Error: {bad}") and "Traceback" not in res.output
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("spec", ["news=1e400", "news=1001", "news=inf"])
+def test_absurd_weights_are_a_clear_error(corpus, tmp_path, spec):
+    d, _ = corpus
+    res = run([d / "news.jsonl", "-o", tmp_path / "o", "-n", 2, "--weights", spec], expect=2)
+    assert "weight for 'news'" in res.output and res.exception is None or isinstance(res.exception, SystemExit)

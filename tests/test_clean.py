@@ -196,30 +196,35 @@ def test_workers_identical_with_near_duplicates_and_jieba(tmp_path, data_dir):
 
 
 def test_interrupted_run_leaves_no_complete_looking_output(tmp_path, data_dir, monkeypatch):
-    import corpuskit.clean.pipeline as pipeline
+    from corpuskit.clean.minhash import NearDupIndex
 
-    real_dumps, calls = pipeline.dumps, {"n": 0}
+    real_find = NearDupIndex.find
+    seen = {"calls": 0, "partial_bytes": 0}
 
-    def crash_mid_write(obj):
-        calls["n"] += 1
-        if calls["n"] > 50:  # some records already written
+    def crash_mid_write(self, i):
+        seen["calls"] += 1
+        if seen["calls"] > 40:  # the write pass has written some records by now
+            partial = [p for p in tmp_path.glob(".out.*.tmp/clean.jsonl")]
+            seen["partial_bytes"] = sum(p.stat().st_size for p in partial)
             raise OSError("disk full (simulated)")
-        return real_dumps(obj)
+        return real_find(self, i)
 
-    monkeypatch.setattr(pipeline, "dumps", crash_mid_write)
+    monkeypatch.setattr(NearDupIndex, "find", crash_mid_write)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)])
     assert result.exit_code != 0
+    assert seen["partial_bytes"] > 0, "the crash must happen while clean.jsonl is being written"
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []  # the temp folder is gone too
     # a crash while replacing an earlier good output leaves that output untouched
-    monkeypatch.setattr(pipeline, "dumps", real_dumps)
+    monkeypatch.setattr(NearDupIndex, "find", real_find)
     run("clean", data_dir / "reviews_neg_head.txt", "-o", out)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    calls["n"] = 0
-    monkeypatch.setattr(pipeline, "dumps", crash_mid_write)
+    seen["calls"] = 0
+    monkeypatch.setattr(NearDupIndex, "find", crash_mid_write)
     assert CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)]).exit_code != 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 def test_filters_none_keeps_text_unchanged(tmp_path, canonical):
@@ -382,3 +387,15 @@ def test_pairs_near_the_threshold_are_decided_on_exact_jaccard(tmp_path, data_di
     assert dropped == truth
     dedup = report["details"]["dedup"]
     assert dedup["borderline_pairs"] > 0 and dedup["verify_pass"] is True
+
+
+def test_presets_web_adds_c4_and_default_keeps_chats(tmp_path, canonical):
+    run("clean", canonical["news"], canonical["chats"], "-o", tmp_path / "web", "--filters", "web")
+    run("clean", canonical["news"], canonical["chats"], "-o", tmp_path / "default")
+    web, default = outputs(tmp_path / "web")[2], outputs(tmp_path / "default")[2]
+    assert web["counts"]["rejected"].get("c4.too_few_sentences", 0) > 0
+    assert not any(r.startswith("c4.") for r in default["counts"]["rejected"])
+    assert web["counts"]["kept"] < default["counts"]["kept"]
+    # web-page rules do not apply to chats by default: only the exact duplicate pair loses a record
+    chats_rejected = [r for r in outputs(tmp_path / "default")[1] if r["origin"]["path"] == str(canonical["chats"])]
+    assert [r["reason"] for r in chats_rejected] == ["exact_duplicate"]

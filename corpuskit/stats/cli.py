@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
-from corpuskit.bucket.inputs import resolve_inputs
-from corpuskit.cli_util import encoding_option, from_option, handle_errors, inputs_argument, progress, warn
+from corpuskit.bucket.inputs import category_options, resolve_inputs
+from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, progress, warn,
+                                workers_option)
 from corpuskit.ingest import iter_records
 from corpuskit.outputs import write_json
 from corpuskit.report import StageReport
@@ -19,33 +20,30 @@ SHOW_REJECTS = 10
 @inputs_argument
 @click.option("--tokenizer", type=click.Path(), default=None,
               help="Hugging Face tokenizer directory; adds token counts (no BOS/EOS) and a token-length histogram.")
-@click.option("--category-field", default="category", show_default=True,
-              help="Top-level record key holding the category.")
-@click.option("--default-category", default="default", show_default=True,
-              help="Category shown for records without one.")
-@click.option("--category-by-file", is_flag=True,
-              help="Records without a category take their input file's name (news.jsonl -> news).")
+@category_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the statistics as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also save the length histogram as a PNG here.")
+@workers_option
 @from_option
 @encoding_option
 @handle_errors
 def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_file, json_path, plot_path,
-              fmt, encoding):
+              workers, fmt, encoding):
     """Records, characters and tokens per category, and a length histogram (power-of-two ranges),
     printed as a table. Records that cannot be read are counted as rejected with their reason
     (the first few are listed with file and line). SFT records count the text of all turns.
+    With --tokenizer, --workers sets the tokenizer's threads (the counting is the long part).
 
     \b
     Examples:
       corpuskit stats news.jsonl chats.jsonl --category-by-file
-      corpuskit stats clean-out/ --tokenizer llama2-hf/ --json stats.json --plot lengths.png
+      corpuskit stats clean-out/ --tokenizer llama2-hf/ --json stats.json --plot lengths.png --workers 8
     """
     files = resolve_inputs(inputs)
     count_tokens = None
     if tokenizer:
         from corpuskit.stats.tokens import load_token_counter
-        count_tokens = load_token_counter(tokenizer)
+        count_tokens = load_token_counter(tokenizer, workers)
     report = StageReport("stats", inputs=files)
     shown = [0]
 

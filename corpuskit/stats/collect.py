@@ -1,6 +1,6 @@
 """Streaming statistics: a few counters and a fixed power-of-two histogram per category, so memory
 does not depend on corpus size. Tokens are counted in batches through the fast tokenizer's Rust
-batch call (which uses all cores)."""
+batch call (on `--workers` threads)."""
 
 from __future__ import annotations
 

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
 
 
-def load_token_counter(tokenizer_dir: str):
+def set_tokenizer_threads(workers: int) -> None:
+    """The Rust batch encoder runs on a rayon pool sized from the environment when it first starts:
+    `--workers` threads, and none but the caller's with the default of 1 (TOKENIZERS_PARALLELISM
+    is read at every call). Counts never depend on it."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if workers > 1 else "false"
+    os.environ["RAYON_NUM_THREADS"] = str(workers)
+
+
+def load_token_counter(tokenizer_dir: str, workers: int = 1):
     """A function texts -> token counts (no BOS/EOS), backed by the Rust batch encoder when available."""
+    set_tokenizer_threads(workers)
     from transformers import AutoTokenizer  # imported only when --tokenizer is given
 
     if not Path(tokenizer_dir).is_dir():

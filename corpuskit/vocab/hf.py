@@ -56,7 +56,8 @@ def bpe_merges(proto: spm_pb2.ModelProto) -> list[tuple[str, str]]:
     return [(left, right) for _, left, right in ranked]
 
 
-def check_supported(proto: spm_pb2.ModelProto, where: str) -> None:
+def export_problems(proto: spm_pb2.ModelProto) -> list[str]:
+    """Why `proto` cannot be exported as an exact HF tokenizer (empty when it can)."""
     ns, ts = proto.normalizer_spec, proto.trainer_spec
     problems = []
     if ts.model_type != MODEL_TYPE_BPE:
@@ -65,12 +66,19 @@ def check_supported(proto: spm_pb2.ModelProto, where: str) -> None:
         problems.append(f"normalizer {ns.name!r} (only 'identity', as LLaMA-2 uses, is exported)")
     if ns.remove_extra_whitespaces:
         problems.append("remove_extra_whitespaces is on")
+    if not ns.escape_whitespaces:
+        problems.append("escape_whitespaces is off")
     if ts.treat_whitespace_as_suffix:
         problems.append("treat_whitespace_as_suffix is on")
     if any(p.type in (USER_DEFINED, UNUSED) for p in proto.pieces):
         problems.append("it has user-defined or unused pieces")
     if not ts.byte_fallback:
         problems.append("byte_fallback is off")
+    return problems
+
+
+def check_supported(proto: spm_pb2.ModelProto, where: str) -> None:
+    problems = export_problems(proto)
     if problems:
         raise UnsupportedModel(f"{where}: cannot export an exact HF tokenizer: " + "; ".join(problems))
 

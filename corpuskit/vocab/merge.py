@@ -19,7 +19,7 @@ import numpy as np
 from corpuskit.ingest import InputError, expand_inputs, iter_records
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.records import Origin, Rejected
-from corpuskit.vocab.hf import NORMAL, load_proto
+from corpuskit.vocab.hf import NORMAL, export_problems, load_proto
 from corpuskit.vocab.scripts import has_cjk
 
 SKIP_REASONS = {
@@ -183,4 +183,7 @@ def read_base(path: str | Path):
         raise InputError(str(path), f"not a SentencePiece model ({e})") from e
     if proto.trainer_spec.model_type != 2:
         raise InputError(str(path), "--base must be a BPE SentencePiece model (like LLaMA-2's)")
+    problems = export_problems(proto)
+    if problems:  # checked here so the error names --base, not the temp output folder
+        raise InputError(str(path), "--base must be LLaMA-style to get an exact HF tokenizer: " + "; ".join(problems))
     return proto
