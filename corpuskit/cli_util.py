@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from typing import Callable, Iterable, TypeVar
 
@@ -30,6 +31,12 @@ def handle_errors(fn: Callable) -> Callable:
             raise UsageProblem(str(e)) from e
         except UnicodeDecodeError as e:
             raise UsageProblem(f"cannot decode input: {e}") from e
+        except BrokenPipeError:  # `corpuskit validate ... | head`: stop quietly
+            sys.stdout = open(os.devnull, "w")
+            sys.exit(1)
+        except OSError as e:  # an output folder that cannot be created, a disk that is full, ...
+            where = f"{e.filename}: " if e.filename else ""
+            raise UsageProblem(f"{where}{e.strerror or e}") from e
         except KeyboardInterrupt:
             click.echo("interrupted; no output was written", err=True)
             sys.exit(130)

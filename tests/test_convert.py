@@ -188,3 +188,32 @@ def test_trailing_user_repair(tmp_path):
     res = run(src, "-o", tmp_path / "yes.jsonl", "--repair", "trailing-user")
     assert "kept 1 + rejected 0" in res.output and "trailing-user=1" in res.output
     assert [m["content"] for m in read_jsonl(tmp_path / "yes.jsonl")[0]["messages"]] == ["你好", "你好！"]
+
+
+def test_lone_surrogate_is_rejected_not_a_crash(data_dir, tmp_path):
+    a, b = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()[:2]
+    src = tmp_path / "s.jsonl"
+    src.write_text(json.dumps({"text": a}) + "\n" + json.dumps({"text": b}).replace('"}', '\\ud800"}') + "\n",
+                   encoding="utf-8")
+    res = CliRunner().invoke(main, ["convert", str(src), "-o", str(tmp_path / "o.jsonl")])
+    assert res.exit_code == 0, res.output
+    assert "convert: input 2 = kept 1 + rejected 1 (parse_error=1)" in res.output
+    assert f"{src}:2: invalid JSON string: lone surrogate escape \\ud800 is not a Unicode character" in res.output
+    assert read_jsonl(tmp_path / "o.jsonl") == [{"text": a}]
+
+
+def test_unwritable_output_is_one_line_error(data_dir, tmp_path):
+    (tmp_path / "file").write_text("x", encoding="utf-8")
+    out = tmp_path / "file" / "sub" / "o.jsonl"  # parent is a regular file: cannot be created
+    res = CliRunner().invoke(main, ["convert", str(data_dir / "peoples_daily_199801_head.txt"), "-o", str(out)])
+    assert res.exit_code == 1
+    assert res.output.strip() == f"Error: {tmp_path / 'file' / 'sub'}: Not a directory"
+    assert res.exception is not None and not isinstance(res.exception, OSError)
+
+
+def test_output_must_be_named_jsonl(data_dir, tmp_path):
+    res = CliRunner().invoke(main, ["convert", str(data_dir / "peoples_daily_199801_head.txt"), "-o",
+                                    str(tmp_path / "news.json")])
+    assert res.exit_code == 2
+    assert f"Invalid value for '-o' / '--output': {tmp_path / 'news.json'}: the output is JSON Lines" in res.output
+    assert not (tmp_path / "news.json").exists()

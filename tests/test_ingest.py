@@ -223,3 +223,19 @@ def test_iter_records_every_input_is_a_record_or_a_reject(data_dir, tmp_path):
     assert (len(out), len(kept), len(rejected)) == (70, 47, 23)
     assert rejected[-1].reason == "parse_error" and rejected[-1].origin.line == 44
     assert all(r.kind == "sft" for r in kept)
+
+
+@pytest.mark.parametrize("chunk", [3, 1 << 20])
+def test_lone_surrogate_escape_is_an_error_item_and_pairs_pass(tmp_path, data_dir, monkeypatch, chunk):
+    """`\\ud800` alone parses in Python's json but is not Unicode: no UTF-8 output could hold it."""
+    a, b, c = review_lines(data_dir, 3)
+    paired = json.dumps({"text": a + "😀"})  # ensure_ascii: the emoji is the pair \ud83d\ude00
+    lone = json.dumps({"text": b}).replace('"}', '\\udc00"}')
+    assert "\\ud83d\\ude00" in paired
+    good_c = json.dumps({"text": c}, ensure_ascii=False)
+    (tmp_path / "s.jsonl").write_text(f"{paired}\n{lone}\n{good_c}\n", encoding="utf-8")
+    (tmp_path / "s.json").write_text(f"[\n{paired},\n{lone},\n{good_c}\n]\n", encoding="utf-8")
+    monkeypatch.setattr(readers, "_CHUNK", chunk)
+    message = "ERROR: invalid JSON string: lone surrogate escape \\udc00 is not a Unicode character"
+    assert items(tmp_path / "s.jsonl") == [(1, {"text": a + "😀"}), (2, message), (3, {"text": c})]
+    assert items(tmp_path / "s.json") == [(2, {"text": a + "😀"}), (3, message), (4, {"text": c})]

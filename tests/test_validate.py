@@ -3,6 +3,7 @@ input from the issue, the JSON output, the shipped schemas, the pre-commit hook 
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 import os
@@ -273,3 +274,33 @@ def test_github_actions_example_works_in_a_scratch_repo(tmp_path, chats):
     bad = pr({"data/more.jsonl": b'{"text": "fine"}\n{"text": ""}\n'})
     assert bad.returncode != 0
     assert "data/more.jsonl:2: $.text: must contain a non-whitespace character (checked as pretrain)" in bad.stdout
+
+
+def test_llama2_chinese_csv_turns_are_checked(tmp_path, data_dir):
+    """An Atom/Llama2-Chinese CSV holds conversations in `text`: validate parses the turns as convert does."""
+    pos = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()[:5]
+    rows = [f"<s>Human: {pos[0]}\n</s><s>Assistant: {pos[1]}\n</s>",   # lines 2-4, ok
+            f"<s>Human: {pos[2]}\n</s><s>Human: {pos[3]}\n</s>",       # lines 5-7, two user turns
+            f"<s>Human: {pos[4]}\n</s><s>Assistant: \n</s>"]           # lines 8-10, empty assistant
+    path = tmp_path / "atom.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["text"])
+        writer.writerows([r] for r in rows)
+    gz = tmp_path / "atom.csv.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    alternate = ("turn 1 is user, expected assistant (turns must alternate user/assistant, starting with user) "
+                 "[non_alternating]")
+    res = validate(path)
+    assert res.exit_code == 1
+    assert res.output.splitlines() == [
+        f"{path}:5: $.text (Llama2-Chinese turns): {alternate} (checked as sft)",
+        f"{path}:8: $.text (Llama2-Chinese turns): turn 1 (assistant) has empty content [empty_assistant] (checked as sft)",
+        f"{path}: FAILED: 3 records, 1 valid, 2 invalid"]
+    out = json.loads(validate(gz, "--schema", "sft", "--format", "json").output)
+    assert out == {"path": str(gz), "records": 3, "valid": 1, "invalid": 2, "errors": [
+        {"line": 5, "message": f"$.text (Llama2-Chinese turns): {alternate}"},
+        {"line": 8, "message": "$.text (Llama2-Chinese turns): turn 1 (assistant) has empty content [empty_assistant]"}]}
+    assert validate(path, "--schema", "pretrain").output == f"{path}: OK: 3 records, 3 valid, 0 invalid\n"
+    conv = CliRunner().invoke(main, ["convert", str(path), "-o", str(tmp_path / "atom.jsonl")])
+    assert "convert: input 3 = kept 1 + rejected 2 (empty_assistant=1, non_alternating=1)" in conv.output

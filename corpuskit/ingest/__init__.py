@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
-from corpuskit.ingest.formats import FORMATS, REPAIRS, Reject, check_messages, convert_value
+from corpuskit.ingest.formats import (FORMATS, REPAIRS, Reject, check_messages, convert_value,
+                                      is_llama2_chinese)
 from corpuskit.ingest.readers import InputError, RawItem, expand_inputs, read_file, read_raw
 from corpuskit.records import Record, Rejected
 
 __all__ = ["FORMATS", "REPAIRS", "InputError", "RawItem", "Reject", "check_messages", "convert_value",
-           "expand_inputs", "read_file", "read_raw", "iter_records"]
+           "expand_inputs", "is_llama2_chinese", "read_file", "read_raw", "iter_records"]
 
 
 def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None,

@@ -70,6 +70,9 @@ def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, repairs, strict
       corpuskit convert atom_train.csv -o atom.jsonl --from llama2-chinese
       corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily
     """
+    if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
+        raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl",
+                                 param_hint="'-o' / '--output'")
     if rejects_path is None:
         p = Path(output)
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))

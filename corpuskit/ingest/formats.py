@@ -196,6 +196,11 @@ _L2C_TURN = re.compile(r"<s>\s*(Human|Assistant|System)\s*[:：]\s?(.*?)\n?</s>"
 _L2C_HINT = re.compile(r"^\s*<s>\s*(Human|System)\s*[:：]")
 
 
+def is_llama2_chinese(value: Any) -> bool:
+    """A `{"text": "<s>Human: ..."}` record (Llama2-Chinese/Atom CSV row): a conversation in a text field."""
+    return isinstance(value, dict) and isinstance(value.get("text"), str) and bool(_L2C_HINT.match(value["text"]))
+
+
 def from_llama2_chinese(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     text = value.get("text")
     if not isinstance(text, str):
@@ -243,7 +248,7 @@ def detect(value: dict) -> Callable[[dict, Origin], Record]:
         return from_canonical
     if "instruction" in value and "output" in value:
         return from_alpaca
-    if isinstance(value.get("text"), str) and _L2C_HINT.match(value["text"]):
+    if is_llama2_chinese(value):
         return from_llama2_chinese
     return from_canonical
 

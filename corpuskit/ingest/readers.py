@@ -120,6 +120,26 @@ def _decode_lines(path: str, encoding: str) -> Iterator[tuple[int, str | None, s
         yield no + 1, None, f"cannot read the file past this line: {e}"
 
 
+def _lone_surrogate(value: Any) -> str | None:
+    """An error message if a string in `value` holds an unpaired UTF-16 surrogate.
+
+    JSON allows the escape `\\ud800` on its own, Python's json accepts it, but the result is not
+    Unicode: no UTF-8 output can hold it. Callers run this only when the raw text has a `\\ud`
+    escape (paired escapes, e.g. emoji from ensure_ascii dumps, are common and pass).
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as e:
+        return (f"invalid JSON string: lone surrogate escape \\u{ord(e.object[e.start]):04x} "
+                "is not a Unicode character")
+    return None
+
+
+def _has_surrogate_escape(text: str, start: int = 0, end: int | None = None) -> bool:
+    end = len(text) if end is None else end
+    return text.find("\\ud", start, end) != -1 or text.find("\\uD", start, end) != -1
+
+
 def read_jsonl(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
     for no, text, err in _decode_lines(path, encoding):
         origin = Origin(path, no)
@@ -129,9 +149,12 @@ def read_jsonl(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
         if not text.strip():
             continue  # blank lines are not records
         try:
-            yield RawItem(origin, json.loads(text))
+            value = json.loads(text)
         except json.JSONDecodeError as e:
             yield RawItem(origin, error=f"invalid JSON at column {e.colno}: {e.msg}")
+            continue
+        bad = _has_surrogate_escape(text) and _lone_surrogate(value)
+        yield RawItem(origin, error=bad) if bad else RawItem(origin, value)
 
 
 def read_txt(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
@@ -393,6 +416,9 @@ def _next_element(ts: _TextStream, path: str, start_line: int, encoding: str) ->
     bad = ts.escaped_byte_in(start, end)
     if bad:
         return _bad_bytes_item(path, bad, start_line, encoding), end
+    lone = _has_surrogate_escape(ts.buf, start, end) and _lone_surrogate(value)
+    if lone:
+        return RawItem(Origin(path, start_line), error=lone), end
     return RawItem(Origin(path, start_line), value), end
 
 

@@ -60,7 +60,7 @@ def _print_text(result: FileResult, max_errors: int) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--schema", type=click.Choice(("auto",) + SCHEMA_NAMES), default="auto", show_default=True,
               help="Record schema to check against; auto picks per record (messages -> sft, piece -> piece, "
-                   "else pretrain).")
+                   "Llama2-Chinese '<s>Human: ...' text -> sft, else pretrain).")
 @click.option("--max-errors", type=click.IntRange(0), default=50, show_default=True,
               help="Error lines printed per file (all invalid records are still counted).")
 @click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
@@ -79,6 +79,7 @@ def validate_cmd(ctx, files, schema, max_errors, out_format, encoding, workers):
     Examples:
       corpuskit validate chats.jsonl --schema sft
       corpuskit validate data/ --format json > validate.jsonl
+      corpuskit validate atom_train.csv.gz --schema sft
       corpuskit validate 'corpus/**/*.jsonl.gz' --max-errors 10 --workers 2
     """
     all_ok = True

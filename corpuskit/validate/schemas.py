@@ -16,8 +16,9 @@ from typing import Any, Callable
 
 import fastjsonschema
 
-from corpuskit.ingest import Reject, check_messages
-from corpuskit.records import KINDS, PIECE, SFT
+from corpuskit.ingest import Reject, check_messages, is_llama2_chinese
+from corpuskit.ingest.formats import from_llama2_chinese
+from corpuskit.records import KINDS, PIECE, SFT, Origin
 
 SCHEMA_NAMES = KINDS  # pretrain, sft, piece
 
@@ -32,12 +33,15 @@ def load_schema(kind: str) -> dict:
 
 
 def kind_of(value: Any) -> str:
-    """The schema `--schema auto` applies: chosen by the record's shape."""
+    """The schema `--schema auto` applies: chosen by the record's shape (a Llama2-Chinese
+    `{"text": "<s>Human: ..."}` row is a conversation, as `convert` reads it)."""
     if isinstance(value, dict):
         if "messages" in value:
             return SFT
         if "piece" in value:
             return PIECE
+        if is_llama2_chinese(value):
+            return SFT
     return "pretrain"
 
 
@@ -53,6 +57,8 @@ class KindChecker:
     def __call__(self, value: Any) -> str | None:
         if not isinstance(value, dict):
             return f"record must be a JSON object, got {_json_type(value)}"
+        if self.kind == SFT and "messages" not in value and is_llama2_chinese(value):
+            return _check_llama2_chinese(value)
         try:
             self._fast(value)
         except fastjsonschema.JsonSchemaValueException as fast_error:
@@ -74,6 +80,19 @@ class KindChecker:
         if error is None:  # the two implementations disagree; say so rather than hide it
             return f"{self.kind} schema: {fast_error}"
         return f"{error.json_path}: {_describe(error)}"
+
+
+def _check_llama2_chinese(value: dict) -> str | None:
+    """A Llama2-Chinese/Atom row is an SFT conversation in its `text`: parse the turns as
+    `convert` would and apply the same turn rules."""
+    try:
+        from_llama2_chinese(value, _NO_ORIGIN)
+    except Reject as r:
+        return f"$.text (Llama2-Chinese turns): {r.message} [{r.reason}]"
+    return None
+
+
+_NO_ORIGIN = Origin("", 0)
 
 
 def _json_type(value: Any) -> str:
