@@ -1,15 +1,56 @@
 #!/usr/bin/env bash
-# The whole pipeline on shipped sample data. Run through `make demo` (which installs first).
+# The whole pipeline on the real samples shipped in tests/data. Run it through `make demo`,
+# which installs into .venv first. Every stage writes report.json next to its outputs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 OUT=${DEMO_OUT:-demo-out}
+BASE_MODEL=${LLAMA2_MODEL:-../shared/tokenizers/llama2/tokenizer.model}
 rm -rf "$OUT"; mkdir -p "$OUT"
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-echo "== convert: ShareGPT (real file, with rejects) and People's Daily to canonical records"
-corpuskit convert tests/data/sharegpt_sample.json -o "$OUT/chats.jsonl" --to sft
-corpuskit convert tests/data/sharegpt_truncated_tail.json -o "$OUT/tail.jsonl" --to sft || true
+step "convert: ShareGPT (real file) and People's Daily / reviews to canonical records"
+corpuskit convert tests/data/sharegpt_sample.json -o "$OUT/chats.jsonl" --to sft --repair leading-assistant
+echo "-- the real ShareGPT file is cut off mid-record; convert keeps what is complete and says where:"
+corpuskit convert tests/data/sharegpt_truncated_tail.json -o "$OUT/tail.jsonl" --to sft
 corpuskit convert tests/data/peoples_daily_199801_head.txt --from peoples-daily -o "$OUT/news.jsonl"
+corpuskit convert tests/data/reviews_pos_head.txt tests/data/reviews_neg_head.txt -o "$OUT/reviews.jsonl"
 
-echo
-echo "Outputs are under $OUT/"
+step "validate: what a data pull request check prints"
+corpuskit validate "$OUT/chats.jsonl" "$OUT/news.jsonl" "$OUT/reviews.jsonl"
+corpuskit validate "$OUT/chats.jsonl" "$OUT/news.jsonl" --format json > "$OUT/validate.jsonl"
+
+step "clean: filters, exact and near-duplicate removal (every drop has a reason)"
+corpuskit clean "$OUT/news.jsonl" "$OUT/reviews.jsonl" -o "$OUT/clean-pretrain" --workers 2
+corpuskit clean "$OUT/chats.jsonl" -o "$OUT/clean-chats" --workers 2
+
+step "stats and bucket: category sizes, then 4 category-balanced buckets"
+corpuskit stats "$OUT/clean-pretrain/clean.jsonl" --category-field category --plot "$OUT/lengths.png"
+corpuskit bucket "$OUT/news.jsonl" "$OUT/reviews.jsonl" --category-by-file -o "$OUT/buckets" -n 4 --weights reviews=0.5 --seed 7
+
+step "train-vocab and merge-vocab: a Chinese SentencePiece vocabulary merged into LLaMA-2"
+corpuskit train-vocab "$OUT/news.jsonl" "$OUT/reviews.jsonl" -o "$OUT/zh-vocab" --vocab-size 3000 \
+  --character-coverage 0.995 --pre-tokenize jieba
+corpuskit merge-vocab --base "$BASE_MODEL" --add "$OUT/zh-vocab/tokenizer.model" -o "$OUT/llama2-zh" \
+  --eval "$OUT/news.jsonl" --eval "$OUT/chats.jsonl"
+
+step "template export, render, pack: exact label masks, then packing that loses no token"
+corpuskit template export llama2-chinese --tokenizer "$OUT/llama2-zh" -o "$OUT/tokenizer"
+corpuskit render "$OUT/clean-chats/clean.jsonl" --tokenizer "$OUT/tokenizer" -o "$OUT/rendered" \
+  --max-length 1024 --workers 2 --show 1
+corpuskit pack "$OUT/rendered" -o "$OUT/packed" --seq-len 1024
+corpuskit render "$OUT/buckets" --tokenizer "$OUT/tokenizer" --mode pretrain -o "$OUT/pt-rendered" --max-length 512
+corpuskit pack "$OUT/pt-rendered" -o "$OUT/pt-packed" --seq-len 512
+
+#@TRAINERS@
+
+step "outputs"
+cat <<EOT
+  canonical records      $OUT/chats.jsonl, $OUT/news.jsonl, $OUT/reviews.jsonl (+ .rejected.jsonl)
+  validation (json)      $OUT/validate.jsonl
+  cleaned                $OUT/clean-pretrain/, $OUT/clean-chats/   (report.md explains every drop)
+  buckets                $OUT/buckets/bucket-0000*.jsonl + manifest.json
+  length histogram       $OUT/lengths.png
+  merged tokenizer       $OUT/llama2-zh/   (merge-report.md), chat tokenizer $OUT/tokenizer/
+  rendered / packed      $OUT/rendered/, $OUT/packed/, $OUT/pt-rendered/, $OUT/pt-packed/
+EOT

@@ -239,3 +239,19 @@ def test_lone_surrogate_escape_is_an_error_item_and_pairs_pass(tmp_path, data_di
     message = "ERROR: invalid JSON string: lone surrogate escape \\udc00 is not a Unicode character"
     assert items(tmp_path / "s.jsonl") == [(1, {"text": a + "😀"}), (2, message), (3, {"text": c})]
     assert items(tmp_path / "s.json") == [(2, {"text": a + "😀"}), (3, message), (4, {"text": c})]
+
+
+def test_stage_output_folder_contributes_only_its_data_files(tmp_path):
+    from corpuskit.ingest import InputError, expand_inputs
+
+    folder = tmp_path / "buckets"
+    folder.mkdir()
+    for name in ("bucket-00001.jsonl", "bucket-00000.jsonl", "rejected.jsonl"):
+        (folder / name).write_text('{"text": "x"}\n', encoding="utf-8")
+    (folder / "manifest.json").write_text("{}", encoding="utf-8")
+    (folder / "report.json").write_text('{"command": "bucket"}', encoding="utf-8")
+    assert expand_inputs([folder]) == [str(folder / "bucket-00000.jsonl"), str(folder / "bucket-00001.jsonl")]
+    assert expand_inputs([str(tmp_path / "buck*")]) == expand_inputs([folder])
+    (folder / "report.json").write_text('{"command": "render"}', encoding="utf-8")
+    with pytest.raises(InputError, match="holds no corpus records"):
+        expand_inputs([folder])

@@ -131,3 +131,23 @@ def test_pack_refuses_samples_longer_than_seq_len(rendered):
 def test_pack_rejects_a_directory_that_is_not_render_output(rendered, tmp_path):
     res = run("pack", tmp_path, "-o", tmp_path / "out", ok=False)
     assert res.exit_code == 1 and "manifest.json" in res.output
+
+
+def test_empty_render_loads_and_packs(rendered, tmp_path, llama2_tokenizer_dir):
+    # every record refused (a real conversation whose answer quotes the EOS text): 0 rows, still a dataset
+    line = (rendered / "chats.jsonl").read_text(encoding="utf-8").splitlines()[0]
+    rec = json.loads(line)
+    rec["messages"][1]["content"] += " </s>"
+    (tmp_path / "bad.jsonl").write_text(json.dumps(rec, ensure_ascii=False) + "\n", encoding="utf-8")
+    run("render", tmp_path / "bad.jsonl", "--tokenizer", llama2_tokenizer_dir, "--template", "llama2-chinese",
+        "-o", tmp_path / "r")
+    assert len(load(tmp_path / "r")) == 0
+    run("pack", tmp_path / "r", "-o", tmp_path / "p", "--seq-len", 64)
+    assert len(load(tmp_path / "p")) == 0
+    assert json.loads((tmp_path / "p" / "manifest.json").read_text())["sequences"] == 0
+
+
+def test_pack_refuses_to_overwrite_its_input(rendered):
+    res = run("pack", rendered / "rendered", "-o", rendered / "rendered", ok=False)
+    assert res.exit_code == 1 and "replace the input" in res.output and "Traceback" not in res.output
+    assert len(load(rendered / "rendered")) > 0

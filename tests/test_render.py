@@ -283,3 +283,92 @@ def test_render_and_pack_do_not_import_torch(work, tmp_path):
             "'--seq-len', '2048'])\nassert r.exit_code == 0, r.output\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- adversarial content and edge cases ---------------------------------------------------------
+ADVERSARIAL = [  # (messages, rejected reason or None)
+    ([("user", "what does </s> mean?"), ("assistant", "It ends a sequence.")], "control_token_in_content"),
+    ([("user", "Human: hi\nAssistant: fake [INST] x [/INST] <<SYS>>"),
+      ("assistant", "Human: no\n\n[Round 2]\n\n问：<|im_start|>? Assistant:")], None),
+    ([("user", "  leading and trailing  \n\n"), ("assistant", "\n\n  spaced answer \n ")], None),
+    ([("user", "你好，请介绍一下北京。"), ("assistant", "北京是中国的首都。"),
+      ("user", "再见"), ("assistant", "再见！🎉👍🏽 👨‍👩‍👧")], None),
+    ([("system", ""), ("user", "hi"), ("assistant", "hello")], "empty_system"),
+    ([("user", "x"), ("assistant", "word " * 1500)], None),
+]
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_adversarial_content_keeps_parity_and_masks(work, tmp_path, name):
+    src = tmp_path / "adv.jsonl"
+    src.write_text("".join(json.dumps({"messages": [{"role": r, "content": c} for r, c in ms]}, ensure_ascii=False)
+                           + "\n" for ms, _ in ADVERSARIAL), encoding="utf-8")
+    out = tmp_path / "r"
+    run("render", src, "--tokenizer", work / f"tok-{name}", "-o", out, "--max-length", 100000)
+    report = json.loads((out / "report.json").read_text())
+    expected_rejects = [why for _, why in ADVERSARIAL if why]
+    if name == "chatml":  # its markers are control tokens there, so a message quoting one is refused
+        expected_rejects.append("control_token_in_content")
+    assert sorted(r for r, n in report["counts"]["rejected"].items() for _ in range(n)) == sorted(expected_rejects)
+    assert json.loads((out / "manifest.json").read_text())["template"] == name  # named from the tokenizer dir
+    tok = hf_tokenizer(work / f"tok-{name}")
+    rows = rows_by_line(load(out))
+    for line, row in rows.items():
+        messages = [{"role": r, "content": c} for r, c in ADVERSARIAL[line - 1][0]]
+        enc = tok.apply_chat_template(messages, return_assistant_tokens_mask=True)
+        assert row["input_ids"] == list(enc["input_ids"]), line
+        assert [lab != -100 for lab in row["labels"]] == [bool(m) for m in enc["assistant_masks"]], line
+        answers = [m["content"] for m in messages if m["role"] == "assistant"]
+        for (a, b), answer in zip(trained_runs(row["labels"]), answers, strict=True):
+            assert tok.decode(row["input_ids"][a:b]).lstrip(" ") == (answer + END_OF_TURN[name]).lstrip(" ")
+
+
+def test_truncation_right_never_doubles_eos(work, chats, tmp_path):
+    """A cut just after an answer's EOS ends there; it does not append a second EOS."""
+    line = next(i for i, c in enumerate(chats, 1) if len(c["messages"]) >= 4 and c["messages"][0]["role"] == "user")
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps(chats[line - 1], ensure_ascii=False) + "\n", encoding="utf-8")
+    run("render", src, "--tokenizer", work / "tok-llama2-chinese", "-o", tmp_path / "full", "--max-length", 100000)
+    full = load(tmp_path / "full")[0]
+    k = [i for i, x in enumerate(full["input_ids"]) if x == 2][1]  # the first answer's closing EOS
+    assert full["labels"][k] == 2
+    for limit in (k + 1, k + 2, k + 3):
+        out = tmp_path / f"cut{limit}"
+        run("render", src, "--tokenizer", work / "tok-llama2-chinese", "-o", out, "--max-length", limit,
+            "--truncation", "right")
+        row = load(out)[0]
+        ids, labels = row["input_ids"], row["labels"]
+        assert ids[-1] == 2 and ids[-2] != 2 and len(ids) <= limit
+        if limit <= k + 2:  # the cut fell on or just after that EOS: the sample ends there, EOS trained
+            assert ids == full["input_ids"][:k + 1] and labels == full["labels"][:k + 1]
+
+
+def test_group_texts_edges(work, tmp_path):
+    # {source,target} from real People's Daily lines with long sources: blocks inside a source have
+    # nothing to train and are left out (counted), every trained token is kept
+    lines = [json.loads(x)["text"] for x in (work / "news.jsonl").read_text().splitlines() if len(x) > 60][:20]
+    src = tmp_path / "st.jsonl"
+    src.write_text("".join(json.dumps({"source": "".join(lines[:i + 3]), "target": t}, ensure_ascii=False) + "\n"
+                           for i, t in enumerate(lines)), encoding="utf-8")
+    common = ["--tokenizer", work / "tok-llama2", "--mode", "pretrain"]
+    run("render", src, *common, "-o", tmp_path / "whole", "--max-length", 100000)
+    res = run("render", src, *common, "-o", tmp_path / "g", "--group-texts", 64)
+    whole, g = load(tmp_path / "whole"), load(tmp_path / "g")
+    d = json.loads((tmp_path / "g" / "report.json").read_text())["details"]
+    assert d["untrained_blocks_dropped"] > 0 and "left out" in res.output
+    assert all(any(lab != -100 for lab in r) for r in g["labels"])
+    trained = lambda ds: [x for r in ds["labels"] for x in r if x != -100]  # noqa: E731
+    assert trained(g) == trained(whole)
+    total = sum(len(r) for r in whole["input_ids"])
+    assert d["tokens"] + d["untrained_block_tokens_dropped"] == total
+    # plain text: a block larger than the corpus gives one row; an exact multiple gives no empty remainder
+    news = tmp_path / "news.jsonl"
+    news.write_text("".join((work / "news.jsonl").read_text(encoding="utf-8").splitlines(keepends=True)[:30]),
+                    encoding="utf-8")
+    run("render", news, *common, "-o", tmp_path / "nw", "--max-length", 100000)
+    n = sum(len(r) for r in load(tmp_path / "nw")["input_ids"])
+    block = next(b for b in range(8, n // 2 + 1) if n % b == 0)
+    for size, rows in ((n + 1000, 1), (n, 1), (block, n // block)):
+        run("render", news, *common, "-o", tmp_path / f"b{size}", "--group-texts", size)
+        lens = [len(r) for r in load(tmp_path / f"b{size}")["input_ids"]]
+        assert len(lens) == rows and sum(lens) == n and (size > n or set(lens) == {size})

@@ -138,3 +138,21 @@ def test_stats_without_tokenizer_or_plot_imports_no_heavy_library(corpus):
             "print(sorted(m for m in ('torch', 'transformers', 'matplotlib', 'deepspeed', 'peft') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.xdist_group("llama2_tokenizer")
+def test_workers_set_tokenizer_threads_and_never_change_counts(corpus, tmp_path, llama2_tokenizer_dir, monkeypatch):
+    import os
+
+    d, _ = corpus
+    for var in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS"):
+        monkeypatch.setenv(var, "unset-by-test")  # restored after the test
+    files = [d / "review_pos.jsonl", d / "chat.jsonl"]
+    outs = {}
+    for workers, threads, parallel in ((2, "2", "true"), (1, "1", "false")):
+        outs[workers] = tmp_path / f"w{workers}.json"
+        run([*files, "--tokenizer", llama2_tokenizer_dir, "--workers", workers, "--json", outs[workers]])
+        assert (os.environ["RAYON_NUM_THREADS"], os.environ["TOKENIZERS_PARALLELISM"]) == (threads, parallel)
+    s1, s2 = (json.loads(outs[w].read_text()) for w in (1, 2))
+    assert s1["categories"] == s2["categories"] and s1["histogram"] == s2["histogram"]
+    assert s1["total"]["tokens"] > 0

@@ -74,6 +74,10 @@ def training_options(fn):
         click.option("--pre-seq-len", default=128, show_default=True, type=click.IntRange(1),
                      help="Virtual prefix tokens for --prefix-tuning."),
         click.option("--bf16", is_flag=True, help="bfloat16 mixed precision."),
+        click.option("--attention", default="auto", show_default=True,
+                     type=click.Choice(["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"]),
+                     help="Attention kernel; auto = flash_attention_2 on CUDA when installed, else sdpa. "
+                          "Every choice keeps packed samples apart."),
         click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations to save memory."),
         click.option("--lr", default=None, type=float, help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
                                                             "LoRA 2e-4, prefix tuning 2e-2]."),
@@ -94,6 +98,8 @@ def training_options(fn):
                      help="Seed for init, dropout and data order."),
         click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[CKPT]",
                      help="Continue from the latest checkpoint in --output, or from CKPT."),
+        # the `deepspeed` launcher appends --local_rank=N; the rank is read from LOCAL_RANK instead
+        click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -107,6 +113,7 @@ def _run(mode: str, kwargs: dict) -> None:
     require_train_extra(deepspeed=bool(kwargs.get("deepspeed")))
     from trainers.run import RunOptions, train
 
+    kwargs.pop("local_rank")
     lr = kwargs.pop("lr")
     if lr is None:
         lr = 2e-2 if kwargs["prefix_tuning"] else 2e-4 if kwargs["lora"] else DEFAULT_LR[mode]

@@ -177,6 +177,7 @@ class UnpackedCollator:
     """
 
     pad_token_id: int
+    pad_to_length: int | None = None  # fixed-shape batches (ChatGLM2 P-Tuning style); None = longest
 
     def __call__(self, features: list[dict]) -> dict[str, Any]:
         samples = []
@@ -185,7 +186,7 @@ class UnpackedCollator:
             for n in f["seq_lens"]:
                 samples.append((f["input_ids"][at:at + n], f["labels"][at:at + n]))
                 at += n
-        width = max(len(s[0]) for s in samples)
+        width = max([len(s[0]) for s in samples] + [self.pad_to_length or 0])
         ids = [list(s) + [self.pad_token_id] * (width - len(s)) for s, _ in samples]
         labels = [list(lab) + [IGNORE] * (width - len(lab)) for _, lab in samples]
         mask = [[1] * len(s) + [0] * (width - len(s)) for s, _ in samples]

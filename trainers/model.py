@@ -43,10 +43,21 @@ def load_config(path: str | Path):
     return AutoConfig.for_model(**raw)
 
 
-def attention_implementation(device_type: str) -> str:
-    """flash_attention_2 (varlen over position_ids) on CUDA when installed, else sdpa."""
+ATTENTION_CHOICES = ("auto", "flash_attention_2", "flex_attention", "sdpa", "eager")
+
+
+def attention_implementation(device_type: str, requested: str = "auto") -> str:
+    """auto: flash_attention_2 (varlen over position_ids) on CUDA when installed, else sdpa.
+
+    All choices keep samples apart: flash via cu_seqlens, flex via a block-sparse document mask
+    (skips the masked blocks), sdpa/eager via a dense block-diagonal causal mask.
+    """
     from transformers.utils import is_flash_attn_2_available
 
+    if requested == "flash_attention_2" and not (device_type == "cuda" and is_flash_attn_2_available()):
+        raise ModelError("--attention flash_attention_2 needs a CUDA GPU and the flash-attn package")
+    if requested != "auto":
+        return requested
     return "flash_attention_2" if device_type == "cuda" and is_flash_attn_2_available() else "sdpa"
 
 

@@ -43,6 +43,7 @@ class RunOptions:
     prefix_tuning: bool = False
     pre_seq_len: int = 128
     bf16: bool = False
+    attention: str = "auto"
     gradient_checkpointing: bool = False
     lr: float = 2e-5
     lr_scheduler: str = "cosine"
@@ -139,8 +140,8 @@ def train(opts: RunOptions, echo=print) -> dict:
     pre.raise_if_any()
 
     device_type = "cuda" if torch.cuda.is_available() else "cpu"
-    attn = model_setup.attention_implementation(device_type)
-    if opts.prefix_tuning and attn == "flash_attention_2":
+    attn = model_setup.attention_implementation(device_type, opts.attention)
+    if opts.prefix_tuning and attn in ("flash_attention_2", "flex_attention"):
         attn = "sdpa"  # prefix tuning uses padded batches with a 2D mask (see data.UnpackedCollator)
     model = model_setup.load_model(opts.model, attn, seed=opts.seed)
     resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer))

@@ -14,11 +14,11 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
-from corpuskit.bucket.inputs import resolve_inputs
 from corpuskit.bucket.plan import BucketPlan, plan_buckets
 from corpuskit.bucket.spool import Spool, SpoolReader, write_spool
 from corpuskit.bucket.weights import weight_json
 from corpuskit.cli_util import progress
+from corpuskit.ingest import expand_inputs
 from corpuskit.outputs import atomic_dir, atomic_file, dumps, write_json
 from corpuskit.records import Rejected
 from corpuskit.report import StageReport
@@ -40,7 +40,7 @@ def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, 
            workers: int = 1) -> tuple[StageReport, dict]:
     """Write the buckets; return the report and the manifest (both also written to `outdir`)."""
     weights = weights or {}
-    files = resolve_inputs(inputs)
+    files = expand_inputs(inputs)
     report = StageReport("bucket", inputs=files)
     with atomic_dir(outdir) as tmp:
         with atomic_file(tmp / "rejected.jsonl") as rejected:

@@ -103,7 +103,7 @@ def _spool_records(records: Iterable[Record | Rejected], fh, file_ids: dict[str,
     return index
 
 
-def _spool_one_file(task: tuple) -> _Index | InputError:
+def _spool_one_file(task: tuple) -> _Index | tuple[str, str, int | None]:
     """Worker: spool one input file to its own part file (rejects as JSON lines beside it)."""
     file_no, path, part, field, default, by_file, fmt, encoding = task
     try:
@@ -112,8 +112,8 @@ def _spool_one_file(task: tuple) -> _Index | InputError:
                 rej.write((dumps(r.to_json()) + "\n").encode("utf-8"))
             index = _spool_records(iter_records([path], fmt, None, encoding), fh, {path: file_no},
                                    field, default, on_reject, by_file)
-    except InputError as e:  # returned, not raised: its constructor does not survive pickling
-        return e
+    except InputError as e:  # sent back as plain values: the exception itself does not unpickle
+        return e.path, e.message, e.line
     return index
 
 
@@ -142,8 +142,8 @@ def write_spool(files: list[str], path: Path, field: str, default: str, on_rejec
             bar = progress(None, "bucket: read", total=len(files), unit="file")
             with mp.get_context().Pool(min(workers, len(files))) as pool:
                 for task, result in zip(tasks, pool.imap(_spool_one_file, tasks)):
-                    if isinstance(result, InputError):
-                        raise result
+                    if isinstance(result, tuple):
+                        raise InputError(*result)
                     part = task[2]
                     with open(part, "rb") as src:
                         shutil.copyfileobj(src, fh, 1 << 20)

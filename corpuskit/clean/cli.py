@@ -30,7 +30,7 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--dedup", default="exact,minhash", show_default=True, callback=_parse_dedup,
               metavar="exact,minhash|exact|minhash|none", help="Duplicate removal methods.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
-              help="Near-duplicate threshold on estimated Jaccard similarity of shingle sets.")
+              help="Near-duplicate threshold on the Jaccard similarity of shingle sets (estimated by MinHash, exact near the threshold).")
 @click.option("--num-perm", type=click.IntRange(16, 1024), default=128, show_default=True,
               help="MinHash permutations (signature length).")
 @click.option("--ngram", type=click.IntRange(1, 64), default=5, show_default=True, help="Shingle size in tokens.")

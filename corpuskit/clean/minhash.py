@@ -113,8 +113,9 @@ def candidate_probability(similarity: float, bands: int, rows: int) -> float:
 def choose_bands(threshold: float, num_perm: int, recall_at_threshold: float = 0.99) -> tuple[int, int]:
     """The most selective (bands, rows) that still makes a pair at exactly `threshold` a candidate
     with probability >= 0.99. A missed pair can never be recovered, while a spurious candidate is
-    removed by verification, so this leans towards recall; datasketch's default weighting (equal
-    false-positive and false-negative area) finds only ~74% of pairs at the threshold for 0.8/128."""
+    removed by verification, so this leans towards recall. datasketch's default (equal weight on
+    false-positive and false-negative area) picks 9 x 13 for 0.8/128, which makes only 40% of the
+    pairs at the threshold candidates."""
     best = (num_perm // 2, 2) if num_perm >= 4 else (num_perm, 1)
     for rows in range(2, num_perm // 2 + 1):
         bands = num_perm // rows
@@ -122,6 +123,17 @@ def choose_bands(threshold: float, num_perm: int, recall_at_threshold: float = 0
             break
         best = (bands, rows)
     return best
+
+
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> list[list[int]]:
+    """64-bit key of each LSH band of each signature (n x num_perm -> n lists of `bands` ints).
+    Deterministic across processes (unlike Python's salted `hash`), so workers can compute them."""
+    block = sigs[:, : bands * rows].reshape(len(sigs), bands, rows).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        h = np.zeros((len(sigs), bands), dtype=np.uint64)
+        for k in range(rows):
+            h = (h ^ block[:, :, k]) * np.uint64(0x9E3779B97F4A7C15)
+        return _fmix64(h).tolist()
 
 
 class DatasketchBands:
@@ -144,7 +156,7 @@ class DatasketchBands:
     def __init__(self, num_perm: int, bands: int, rows: int):
         self.lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
 
-    def query_insert(self, i: int, sig: np.ndarray) -> list[int]:
+    def query_insert(self, i: int, sig: np.ndarray, keys: list[int] | None = None) -> list[int]:
         sketch = self._Sketch(sig)
         found = self.lsh.query(sketch)
         self.lsh.insert(i, sketch, check_duplication=False)
@@ -163,19 +175,13 @@ class CompactBands:
     def __init__(self, num_perm: int, bands: int, rows: int):
         self.bands, self.rows = bands, rows
         self.tables: list[dict[int, int | list[int]]] = [{} for _ in range(bands)]
-        self._mult = np.uint64(0x9E3779B97F4A7C15)
 
-    def band_keys(self, sig: np.ndarray) -> list[int]:
-        block = sig[: self.bands * self.rows].reshape(self.bands, self.rows).astype(np.uint64)
-        with np.errstate(over="ignore"):
-            h = np.zeros(self.bands, dtype=np.uint64)
-            for k in range(self.rows):
-                h = (h ^ block[:, k]) * self._mult
-            return _fmix64(h).tolist()
-
-    def query_insert(self, i: int, sig: np.ndarray) -> list[int]:
+    def query_insert(self, i: int, sig: np.ndarray, keys: list[int] | None = None) -> list[int]:
+        """`keys`: the record's band keys if a worker already computed them (`band_keys`)."""
         found: set[int] = set()
-        for table, key in zip(self.tables, self.band_keys(sig)):
+        if keys is None:
+            keys = band_keys(sig[None, :], self.bands, self.rows)[0]
+        for table, key in zip(self.tables, keys):
             bucket = table.get(key)
             if bucket is None:
                 table[key] = i
@@ -249,11 +255,12 @@ class NearDupIndex:
     def similarity(self, i: int, j: int) -> float:
         return float(np.mean(self.signature_of(i) == self.signature_of(j)))
 
-    def add(self, sig: np.ndarray) -> tuple[list[tuple[int, float]], list[int]]:
-        """Index the next record. Returns (earlier records accepted now, with estimated Jaccard;
-        earlier records whose pair with this one is borderline)."""
+    def add(self, sig: np.ndarray, keys: list[int] | None = None) -> tuple[list[tuple[int, float]], list[int]]:
+        """Index the next record (`keys`: its band keys, if already computed). Returns (earlier
+        records accepted now, with estimated Jaccard; earlier records whose pair with this one is
+        borderline)."""
         i = self._rows
-        found = sorted(self.lsh.query_insert(i, sig))
+        found = sorted(self.lsh.query_insert(i, sig, keys))
         accepted: list[tuple[int, float]] = []
         borderline: list[int] = []
         if found:
@@ -302,6 +309,10 @@ class BorderlineResolver:
     @property
     def needed(self) -> bool:
         return bool(self.earlier_of)
+
+    @property
+    def done(self) -> bool:
+        return not self.earlier_of
 
     def wants(self, i: int) -> bool:
         return i in self.earlier_of or i in self.open_partners

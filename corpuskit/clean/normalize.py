@@ -1,8 +1,8 @@
 """Text normalisation: the only step of `clean` that changes text, and each change is counted.
 
 Control and invisible characters break tokenizers and hide duplicates; odd Unicode spaces,
-trailing spaces and runs of blank lines waste tokens (indentation is kept: code needs it). NFKC is optional because it rewrites full-width punctuation that Chinese
-training text usually keeps. The dedup key is a stronger, never-written normal form so that
+trailing spaces and runs of blank lines waste tokens (indentation is kept: code needs it). NFKC is
+optional because it rewrites full-width punctuation that Chinese training text usually keeps. The dedup key is a stronger, never-written normal form so that
 copies differing only in width, case or spacing are still found.
 """
 

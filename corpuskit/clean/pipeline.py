@@ -13,6 +13,7 @@ later record can join two clusters.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -24,10 +25,12 @@ from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from corpuskit.clean.config import CleanConfig
 from corpuskit.clean.doc import Doc
 from corpuskit.clean.exact import ExactIndex, exact_key
-from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, shingle_hashes
+from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, band_keys, choose_bands, shingle_hashes
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
 from corpuskit.ingest import InputError, expand_inputs, iter_records
@@ -57,6 +60,7 @@ class _Worker:
         self.cfg = opts.config
         self.want_key = "exact" in opts.dedup
         self.signer = Signer(opts.minhash) if "minhash" in opts.dedup else None
+        self.bands = choose_bands(opts.minhash.threshold, opts.minhash.num_perm)
 
     def normalized(self, rec: Record) -> tuple[Record, set[str]]:
         steps: set[str] = set()
@@ -95,8 +99,18 @@ class _Worker:
         return ("ok", sorted(steps), key, sig)
 
     def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict]:
+        """Results in chunk order; signed records also get their LSH band keys, computed here for
+        the whole chunk at once so the main process only does dictionary lookups."""
         timings: Counter = Counter()
-        return [None if r is None else self.prepare(r, timings) for r in chunk], dict(timings)
+        results = [None if r is None else self.prepare(r, timings) for r in chunk]
+        signed = [k for k, res in enumerate(results) if res is not None and res[0] == "ok" and res[3] is not None]
+        if signed:
+            t = time.perf_counter()
+            keys = band_keys(np.stack([results[k][3] for k in signed]), *self.bands)
+            for k, kk in zip(signed, keys):
+                results[k] = (*results[k], kk)
+            timings["band_keys"] += time.perf_counter() - t
+        return results, dict(timings)
 
 
 _WORKER: _Worker | None = None
@@ -228,7 +242,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                     _reject(report, events, Rejected(f"{fname}.{rule}", item.origin, message, raw=item.to_json(),
                                                      detail={"filter": fname}))
                     continue
-                _, _, key, sig = res
+                key, sig, keys = res[2], res[3], res[4] if len(res) > 4 else None
                 cand = len(origins)
                 if exact is not None:
                     first = exact.first_or_add(key, cand)
@@ -240,7 +254,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                         continue
                 origins.add(item.origin)
                 if index is not None:
-                    index.add(sig)
+                    index.add(sig, keys)
                 events.write(_CANDIDATE)
             report.time("dedup_index", time.perf_counter() - t)
     return {"normalized": dict(sorted(normalized.items())),
@@ -285,11 +299,14 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
         return {"verify_pass": False}
     normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     mh = opts.minhash
-    for _, item, cand in _replay(files, opts, events_path, origins, "clean: verify borderline pairs",
-                                 report.input + len(origins)):
-        if cand is not None and resolver.wants(cand):
-            text = normalizer.normalized(item)[0].content_text()
-            resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
+    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins))
+    with contextlib.closing(replay):
+        for _, item, cand in replay:
+            if cand is not None and resolver.wants(cand):
+                text = normalizer.normalized(item)[0].content_text()
+                resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
+                if resolver.done:
+                    break  # the write pass re-reads (and re-checks) the whole input anyway
     return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
 
 

@@ -6,11 +6,13 @@ from typing import Iterable, Iterator
 
 from corpuskit.ingest.formats import (FORMATS, REPAIRS, Reject, check_messages, convert_value,
                                       is_llama2_chinese)
-from corpuskit.ingest.readers import InputError, RawItem, expand_inputs, read_file, read_raw
+from corpuskit.ingest.readers import (STAGE_DATA, InputError, RawItem, expand_inputs, read_file, read_raw,
+                                      stage_data_files)
 from corpuskit.records import Record, Rejected
 
 __all__ = ["FORMATS", "REPAIRS", "InputError", "RawItem", "Reject", "check_messages", "convert_value",
-           "expand_inputs", "is_llama2_chinese", "read_file", "read_raw", "iter_records"]
+           "expand_inputs", "is_llama2_chinese", "read_file", "read_raw", "iter_records", "STAGE_DATA",
+           "stage_data_files"]
 
 
 def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None,

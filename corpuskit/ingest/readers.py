@@ -63,20 +63,55 @@ def _files_under(directory: str) -> list[str]:
     )
 
 
+# Data files of corpuskit output folders that users feed onward (`corpuskit render buckets/`).
+# Such a folder also holds report.json, manifest.json and rejected.jsonl, which are not records.
+STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"]}
+_STAGE_MARKER = "report.json"
+
+
+def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
+    """The data files of a corpuskit output folder, or None if `folder` is not one."""
+    folder = Path(folder)
+    marker = folder / _STAGE_MARKER
+    if not marker.is_file():
+        return None
+    try:
+        command = json.loads(marker.read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if command is None:
+        return None
+    patterns = STAGE_DATA.get(command)
+    if patterns is None:
+        raise InputError(str(folder), f"is the output of `corpuskit {command}`, which holds no corpus records "
+                                      f"to read (readable stage folders: {', '.join(sorted(STAGE_DATA))})")
+    files = sorted(str(p) for pattern in patterns for p in folder.glob(pattern))
+    if not files:
+        raise InputError(str(folder), f"`corpuskit {command}` output folder has no {' or '.join(patterns)}")
+    return files
+
+
+def _expand_dir(directory: str) -> list[str]:
+    stage = stage_data_files(directory)
+    return stage if stage is not None else _files_under(directory)
+
+
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
-    """Files, directories (recursively, supported suffixes only) and globs, each in sorted order."""
+    """Files, directories (recursively, supported suffixes only) and globs, each in sorted order.
+
+    A corpuskit output folder (it holds report.json) contributes only its data files."""
     out: list[str] = []
     for item in inputs:
         s = str(item)
         if os.path.isdir(s):
-            found = _files_under(s)
+            found = _expand_dir(s)
             if not found:
                 raise InputError(s, f"directory has no {'/'.join(SUFFIXES)} files (optionally .gz)")
             out.extend(found)
         elif any(c in s for c in "*?["):
             found = []
             for match in sorted(glob.glob(s, recursive=True)):
-                found.extend(_files_under(match) if os.path.isdir(match) else [match])
+                found.extend(_expand_dir(match) if os.path.isdir(match) else [match])
             if not found:
                 raise InputError(s, "glob matched no files")
             out.extend(found)

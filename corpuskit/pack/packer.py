@@ -83,6 +83,8 @@ def pack_dir(rdir: str | Path, outdir: str | Path, seq_len: int, strategy: str =
     from datasets import load_from_disk
 
     rdir = Path(rdir)
+    if Path(outdir).resolve() == rdir.resolve():
+        raise PackError(f"{outdir}: the output would replace the input; choose another -o")
     manifest = read_render_manifest(rdir)
     t0 = time.perf_counter()
     ds = load_from_disk(str(rdir))

@@ -11,7 +11,8 @@ from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, hand
                                 progress, warn, workers_option)
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
-from corpuskit.render.templates import BUILTINS, ChatTemplate, TemplateError, check_has_generation, load_template
+from corpuskit.render.templates import (BUILTINS, ChatTemplate, TemplateError, builtin_source, check_has_generation,
+                                        load_template)
 from corpuskit.render.tokenize import TRUNCATIONS, RenderOptions
 from corpuskit.render.tokenizer_dir import TokenizerDir, TokenizerDirError
 
@@ -39,8 +40,10 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
         if tok.chat_template is not None and tok.chat_template != template.source:
             warn(f"warning: {tok.path} has a different chat_template; inference will not match training "
                  f"until you run `corpuskit template export {name} --tokenizer {tok.path}`")
-    elif tok.chat_template is not None:
-        template = ChatTemplate("tokenizer", tok.chat_template, (), f"chat_template of {tok.path}")
+    elif tok.chat_template is not None:  # named after the built-in it is, so manifests say which
+        builtin = next((n for n in BUILTINS if builtin_source(n) == tok.chat_template), None)
+        template = (load_template(builtin) if builtin
+                    else ChatTemplate("tokenizer", tok.chat_template, (), f"chat_template of {tok.path}"))
         check_has_generation(template)
     else:
         raise UsageProblem(f"{tok.path} has no chat_template; give --template "
@@ -117,6 +120,9 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {output}: {d['rows']} rows, {d['tokens']} tokens ({d['trained_tokens']} trained), "
                f"{d['truncated']} truncated", err=True)
+    if d["untrained_blocks_dropped"]:
+        click.echo(f"left out {d['untrained_blocks_dropped']} --group-texts blocks "
+                   f"({d['untrained_block_tokens_dropped']} tokens) that lie wholly inside masked sources", err=True)
 
 
 @click.group("template")

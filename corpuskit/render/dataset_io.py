@@ -65,7 +65,8 @@ def write_dataset(outdir: Path, features: Features, rows: Iterable[dict], batch_
         w.close()
         ds = Dataset.from_file(str(arrow))
         staging = Path(tmp) / "ds"
-        ds.save_to_disk(str(staging))
+        # datasets writes no shard at all for 0 rows, and then cannot load its own directory
+        ds.save_to_disk(str(staging), num_shards=1 if len(ds) == 0 else None)
         del ds
         for f in staging.iterdir():
             shutil.move(str(f), outdir / f.name)

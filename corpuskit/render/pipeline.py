@@ -69,6 +69,8 @@ class RenderStats:
     tokens: int = 0
     trained_tokens: int = 0
     truncated: int = 0
+    untrained_blocks: int = 0  # --group-texts blocks with no trained token (inside a long source): not written
+    untrained_block_tokens: int = 0
     lengths: Counter = field(default_factory=Counter)
 
     def add(self, ids: np.ndarray, labels: np.ndarray) -> None:
@@ -101,7 +103,9 @@ def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: 
     """Concatenate rows of one input file into `block`-token rows; the remainder is a last, shorter row.
 
     A block's origin and category are those of the record it starts in; blocks never cross files
-    (a file is a pack group).
+    (a file is a pack group). A block with no trained token (it lies inside the masked source of
+    {source,target} records) is counted, not written: it would give a NaN loss on its own and
+    nothing to learn packed.
     """
     ids_buf: list[np.ndarray] = []
     lab_buf: list[np.ndarray] = []
@@ -116,8 +120,13 @@ def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: 
         while len(ids) - pos >= block or (final and pos < len(ids)):
             n = min(block, len(ids) - pos)
             _, origin, category = [s for s in starts if s[0] <= pos][-1]
-            stats.add(ids[pos:pos + n], labels[pos:pos + n])
-            yield _row_dict(ids[pos:pos + n], labels[pos:pos + n], origin, category)
+            block_labels = labels[pos:pos + n]
+            if np.any(block_labels != IGNORE):
+                stats.add(ids[pos:pos + n], block_labels)
+                yield _row_dict(ids[pos:pos + n], block_labels, origin, category)
+            else:
+                stats.untrained_blocks += 1
+                stats.untrained_block_tokens += n
             pos += n
         if pos < len(ids):
             owner = [s for s in starts if s[0] <= pos][-1]
@@ -166,6 +175,8 @@ def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, temp
             "max_length": opts.max_length, "truncation": opts.truncation,
             "train_on": opts.train_on, "group_texts": group_texts,
             "rows": stats.rows, "truncated": stats.truncated, "tokens": stats.tokens,
+            "untrained_blocks_dropped": stats.untrained_blocks,
+            "untrained_block_tokens_dropped": stats.untrained_block_tokens,
             "trained_tokens": stats.trained_tokens, "length_histogram": stats.histogram(),
             "workers": workers,
         })

@@ -110,17 +110,37 @@ class Renderer:
             labels[i:j] = ids[i:j]
         return labels
 
+    def _labels_fast(self, enc, ids: np.ndarray, text_len: int, spans: list[tuple[int, int]]) -> np.ndarray:
+        """`_labels` without materialising all offsets (building them costs ~20% of a render).
+
+        Asks the encoding only about the span edges; falls back to the offsets when an edge
+        character belongs to no token (the same rule, then computed over every offset).
+        """
+        labels = np.full(len(ids), IGNORE, dtype=np.int32)
+        for a, b in spans:
+            if b <= a:
+                continue
+            i = enc.char_to_token(a)  # first token ending after a, when a is covered
+            if b >= text_len:
+                j = len(ids)
+            else:
+                k = enc.char_to_token(b)  # first token starting at/after b: k, or k+1 when k straddles b
+                j = None if k is None else (k + 1 if enc.token_to_chars(k)[0] < b else k)
+            if i is None or j is None:
+                return self._labels(ids, _offsets(enc), spans)
+            labels[i:j] = ids[i:j]
+        return labels
+
     def _encode(self, texts: list[str]):
-        encs = self.tok.tokenizer.encode_batch(texts, add_special_tokens=False)
-        return [(np.asarray(e.ids, dtype=np.int32), np.asarray(e.offsets, dtype=np.int64).reshape(-1, 2))
-                for e in encs]
+        return self.tok.tokenizer.encode_batch(texts, add_special_tokens=False)
 
     def _trained_spans(self, spans):
         return spans[-1:] if self.opts.train_on == "last" and self.opts.mode == SFT else spans
 
     def render_one(self, rec: Record) -> Rendered:
         text, spans, _ = self._text_and_spans(rec)
-        (ids, offsets), = self._encode([text])
+        enc, = self._encode([text])
+        ids, offsets = _ids(enc), _offsets(enc)
         return Rendered(text, ids, offsets, self._labels(ids, offsets, self._trained_spans(spans)))
 
     def process(self, records: list[Record | Rejected]) -> list[Row | Rejected]:
@@ -145,15 +165,15 @@ class Renderer:
                 out.append(item)
                 continue
             rec, spans, assistants, k = item
-            ids, offsets = encoded[k]
             try:
-                out.append(self._finish(rec, ids, offsets, spans, assistants))
+                out.append(self._finish(rec, encoded[k], len(texts[k]), spans, assistants))
             except _Reject as r:
                 out.append(Rejected(r.reason, rec.origin, r.message))
         return out
 
-    def _finish(self, rec, ids, offsets, spans, assistants) -> Row:
-        labels = self._labels(ids, offsets, self._trained_spans(spans))
+    def _finish(self, rec, enc, text_len, spans, assistants) -> Row:
+        ids = _ids(enc)
+        labels = self._labels_fast(enc, ids, text_len, self._trained_spans(spans))
         truncated = False
         limit = self.opts.max_length
         if self.opts.truncate and len(ids) > limit:
@@ -162,7 +182,7 @@ class Renderer:
             if how == "drop":
                 raise _Reject("too_long", f"{len(ids)} tokens > --max-length {limit} (--truncation drop)")
             if how == "turns":
-                ids, labels = self._drop_turns(rec, ids, offsets, spans, assistants)
+                ids, labels = self._drop_turns(rec, ids, _offsets(enc), spans, assistants)
             else:
                 ids, labels = self._cut_right(ids, labels)
         if not np.any(labels != IGNORE):
@@ -171,8 +191,15 @@ class Renderer:
         return Row(ids, labels, str(rec.origin), rec.category or "", truncated)
 
     def _cut_right(self, ids, labels):
-        """Cut to max_length but end on EOS; EOS is trained when the cut lands in a trained region."""
-        n = self.opts.max_length - 1
+        """Cut to max_length but end on EOS; EOS is trained when the cut lands in a trained region.
+
+        A cut landing just after an EOS keeps that EOS as the end instead of adding a second one.
+        """
+        n = self.opts.max_length
+        for m in (n, n - 1):
+            if ids[m - 1] == self.eos_id:
+                return ids[:m], labels[:m]
+        n -= 1
         eos_label = self.eos_id if labels[n - 1] != IGNORE else IGNORE
         return (np.append(ids[:n], np.int32(self.eos_id)).astype(np.int32),
                 np.append(labels[:n], np.int32(eos_label)).astype(np.int32))
@@ -188,14 +215,23 @@ class Renderer:
         while keep >= 1:
             messages = rec.messages[: assistants[keep - 1] + 1]
             text, new_spans, _ = self._text_and_spans(rec, messages)
-            (new_ids, new_offsets), = self._encode([text])
-            if len(new_ids) <= limit:
-                return new_ids, self._labels(new_ids, new_offsets, self._trained_spans(new_spans))
+            enc, = self._encode([text])
+            if len(enc.ids) <= limit:
+                new_ids = _ids(enc)
+                return new_ids, self._labels_fast(enc, new_ids, len(text), self._trained_spans(new_spans))
             keep -= 1
         first = rec.messages[: assistants[0] + 1] if assistants else rec.messages
         text, _, _ = self._text_and_spans(rec, first)
-        (n_first, _), = self._encode([text])
-        raise _Reject("too_long", f"first user/assistant pair alone has {len(n_first)} tokens > --max-length {limit}")
+        enc, = self._encode([text])
+        raise _Reject("too_long", f"first user/assistant pair alone has {len(enc.ids)} tokens > --max-length {limit}")
+
+
+def _ids(enc) -> np.ndarray:
+    return np.asarray(enc.ids, dtype=np.int32)
+
+
+def _offsets(enc) -> np.ndarray:
+    return np.asarray(enc.offsets, dtype=np.int64).reshape(-1, 2)
 
 
 class _Reject(Exception):

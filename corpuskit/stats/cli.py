@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from corpuskit.bucket.inputs import category_options, resolve_inputs
+from corpuskit.bucket.inputs import category_options
 from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, progress, warn,
                                 workers_option)
-from corpuskit.ingest import iter_records
+from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import write_json
 from corpuskit.report import StageReport
 from corpuskit.stats.collect import collect_stats
@@ -39,7 +39,7 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
       corpuskit stats news.jsonl chats.jsonl --category-by-file
       corpuskit stats clean-out/ --tokenizer llama2-hf/ --json stats.json --plot lengths.png --workers 8
     """
-    files = resolve_inputs(inputs)
+    files = expand_inputs(inputs)
     count_tokens = None
     if tokenizer:
         from corpuskit.stats.tokens import load_token_counter
