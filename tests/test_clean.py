@@ -79,7 +79,12 @@ def test_counts_reconcile_and_every_record_is_accounted_for(default_run):
     assert "gopher_quality.short_doc" in md and "parse_error" in md
 
 
-def test_parse_error_is_rejected_with_raw_value(default_run):
+def test_clean_output_passes_validate(default_run):
+    result = run("validate", default_run / "clean.jsonl")
+    assert "0 invalid" in result.output
+
+
+def test_parse_error_is_rejected_with_its_origin(default_run):
     _, rejected, _ = outputs(default_run)
     parse = [r for r in rejected if r["reason"] == "parse_error"]
     assert len(parse) == 1
@@ -248,6 +253,20 @@ def test_normalisation_strips_invisible_and_control_characters(tmp_path, data_di
     kept, _, report = outputs(out)
     assert kept == [{"text": real + "\n\nend"}]
     assert report["details"]["normalized"] == {"newlines": 1, "strip_control": 1, "strip_invisible": 1, "whitespace": 1}
+
+
+def test_record_emptied_by_normalisation_is_rejected_not_written(tmp_path, canonical):
+    """A real ShareGPT conversation whose second turn is replaced, on the fly, by zero-width spaces
+    and control characters: stripping them leaves an empty turn, which no later stage accepts."""
+    conv = json.loads(lines(canonical["chats"])[0])
+    conv["messages"][1]["content"] = "\u200b\x07\u200b"
+    src = tmp_path / "one.jsonl"
+    src.write_text(json.dumps(conv, ensure_ascii=False) + "\n" + lines(canonical["chats"])[1] + "\n", encoding="utf-8")
+    run("clean", src, "-o", tmp_path / "out", "--filters", _yaml(tmp_path, {"filters": {"length": {"enabled": False}}}))
+    kept, rejected, report = outputs(tmp_path / "out")
+    assert len(kept) == 1 and [r["reason"] for r in rejected] == ["normalize.emptied"]
+    assert rejected[0]["record"] == conv and "turn 1 (assistant)" in rejected[0]["message"]
+    assert report["details"]["filters"]["normalize"] == {"checked": 2, "rejected": 1, "by_rule": {"emptied": 1}}
 
 
 def _yaml(tmp_path: Path, data: dict, name: str = "filters.yaml") -> Path:

@@ -58,9 +58,12 @@ def common(pdir, model, tokenizer, out):
 def test_full_sft_with_zero2_trains_logs_and_saves(packed_dir, llama2_tokenizer_dir, tmp_path):
     out = tmp_path / "run"
     run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, out), "--deepspeed", "zero2",
-                 "--max-steps", 3, "--batch-size", 2, "--lr", 1e-3)
+                 "--max-steps", 4, "--batch-size", 2, "--lr", 1e-3)
     d = details(out)
-    assert d["steps"] == 3 and d["zero_stage"] == 2 and d["attention"] == "sdpa"
+    assert d["steps"] == 4 and d["zero_stage"] == 2 and d["attention"] == "sdpa"
+    # bucket 0 holds 6 rows (3 batches of 2), then bucket 1 starts: buckets are trained in order
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert [h["bucket"] for h in state["log_history"] if "loss" in h] == [0, 0, 0, 1]
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
     ds = json.loads((out / "ds_config.json").read_text())
     assert ds["train_micro_batch_size_per_gpu"] == 2 and ds["zero_optimization"]["stage"] == 2

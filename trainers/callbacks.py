@@ -63,7 +63,7 @@ class TokenMeter:
         if self.last_group is not None:
             out["bucket"] = self.last_group
         total = sum(self.categories.values())
-        if total and len(self.categories) > 1 or (total and "(none)" not in self.categories):
+        if any(name != "(none)" for name in self.categories):  # the data has categories at all
             for name, n in sorted(self.categories.items()):
                 out[f"category/{name}"] = round(n / total, 4)
         self._reset()

@@ -226,7 +226,7 @@ def train(opts: RunOptions, echo=print) -> dict:
 def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     """Fold a LoRA adapter into its base model; a larger adapter tokenizer resizes the base first."""
     import torch
-    from peft import PeftConfig, PeftModel
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from corpuskit.outputs import atomic_dir
@@ -239,7 +239,6 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     peft_type = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
     if peft_type != "LORA":
         raise RunError(f"--adapter {adapter}: a {peft_type} adapter cannot be merged into the weights (only LoRA can)")
-    PeftConfig.from_pretrained(str(adapter_dir))
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=False)
     rows = model.get_input_embeddings().weight.shape[0]

@@ -37,8 +37,8 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--shingle", type=click.Choice(SHINGLES), default="char", show_default=True,
               help="Shingle tokens: characters (works for Chinese), whitespace words, or jieba words.")
 @click.option("--lsh-index", type=click.Choice(["compact", "datasketch"]), default="compact", show_default=True,
-              help="LSH band index: compact (~1.4 kB/record) or datasketch's MinHashLSH (~6.6 kB/record); "
-                   "same results.")
+              help="LSH band index: compact (dedup state ~2.1 kB/record) or datasketch's MinHashLSH "
+                   "(~7.3 kB/record); same results.")
 @workers_option
 @seed_option
 @from_option

@@ -13,6 +13,7 @@ count as repetition (datatrove lets a single n-gram fail a short document).
 
 from __future__ import annotations
 
+import itertools
 import re
 from abc import ABC, abstractmethod
 from collections import Counter
@@ -48,20 +49,25 @@ def _duplicates(items: list[str]) -> tuple[int, int]:
     return n, chars
 
 
-def _ngrams(words: list[str], n: int, sep: str = " ") -> list[str]:
-    """Word n-grams as strings; CJK characters are joined without a separator so an n-gram's
-    length is the characters it covers."""
-    return [sep.join(words[i:i + n]) for i in range(len(words) - n + 1)]
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    """Word n-grams as tuples (built in C by zip: this filter dominates clean's run time)."""
+    return list(zip(*(words[k:] for k in range(n))))
 
 
-def _repeated_ngram_chars(ngrams: list[str], n: int) -> int:
-    """Characters covered by repeated n-grams, skipping past each repeat (Gopher's find_all_duplicate)."""
-    seen: set[str] = set()
+def _repeated_ngram_chars(ngrams: list[tuple[str, ...]], n: int, prefix: list[int], sep: int) -> int:
+    """Characters covered by repeated n-grams, skipping past each repeat (Gopher's
+    find_all_duplicate). An n-gram's length is its words plus `sep` per gap, as in datatrove's
+    space-joined n-grams; `prefix` holds cumulative word lengths."""
+    if len(set(ngrams)) == len(ngrams):
+        return 0  # the common case, decided at C speed
+    seen: set[tuple[str, ...]] = set()
     chars = i = 0
-    while i < len(ngrams):
+    gaps = sep * (n - 1)
+    total = len(ngrams)
+    while i < total:
         g = ngrams[i]
         if g in seen:
-            chars += len(g)
+            chars += prefix[i + n] - prefix[i] + gaps
             i += n
         else:
             seen.add(g)
@@ -130,18 +136,27 @@ class GopherRepetitionFilter(Filter):
             return _reject("dup_line_frac", f"{n}/{len(lines)} lines repeated > {self.dup_line_frac}")
         if self.dup_line_char_frac and chars / size > self.dup_line_char_frac:
             return _reject("dup_line_char_frac", f"{chars / size:.2f} of characters in repeated lines > {self.dup_line_char_frac}")
-        words, sep = doc.tokens, ("" if doc.is_cjk else " ")
+        # CJK characters are joined without a separator, so an n-gram's length is what it covers
+        words, sep = doc.tokens, (0 if doc.is_cjk else 1)
+        prefix = [0, *itertools.accumulate(map(len, words))]
         for n_, frac in self.top_n_grams or ():
-            grams = _ngrams(words, n_, sep)
+            grams = _ngrams(words, n_)
             if grams:
                 gram, count = Counter(grams).most_common(1)[0]
-                share = len(gram) * count / size
+                share = (sum(map(len, gram)) + sep * (n_ - 1)) * count / size
                 if count > 1 and share > frac:  # an n-gram seen once is not repetition (matters for short docs)
-                    return _reject(f"top_{n_}_gram", f"most frequent {n_}-gram {gram[:30]!r} x{count} covers {share:.2f} > {frac}")
+                    shown = ("" if doc.is_cjk else " ").join(gram)[:30]
+                    return _reject(f"top_{n_}_gram", f"most frequent {n_}-gram {shown!r} x{count} covers {share:.2f} > {frac}")
+        unique_from = None  # once no n-gram repeats, no longer one can: skip those sizes
         for n_, frac in self.dup_n_grams or ():
-            grams = _ngrams(words, n_, sep)
+            if unique_from is not None and n_ >= unique_from:
+                continue
+            grams = _ngrams(words, n_)
             if grams:
-                share = _repeated_ngram_chars(grams, n_) / size
+                repeated = _repeated_ngram_chars(grams, n_, prefix, sep)
+                if not repeated and len(set(grams)) == len(grams):
+                    unique_from = n_
+                share = repeated / size
                 if share > frac:
                     return _reject(f"duplicated_{n_}_n_grams", f"repeated {n_}-grams cover {share:.2f} > {frac}")
         return True

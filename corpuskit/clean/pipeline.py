@@ -23,7 +23,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
 from corpuskit.ingest import InputError, expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, dumps
-from corpuskit.records import Origin, Record, Rejected
+from corpuskit.records import PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
 
 DEDUP_METHODS = ("exact", "minhash")
@@ -54,6 +54,20 @@ class CleanOptions:
 
 
 # ---- per-record work (runs in worker processes) -------------------------------------------
+
+class FilterReject(NamedTuple):
+    steps: list[str]  # normalisation steps that changed the record
+    filter: str
+    rule: str
+    message: str
+
+
+class Prepared(NamedTuple):
+    steps: list[str]
+    key: bytes | None  # exact-dedup key
+    sig: np.ndarray | None  # MinHash signature
+    band_keys: list[int] | None = None
+
 
 class _Worker:
     def __init__(self, opts: CleanOptions):
@@ -75,10 +89,14 @@ class _Worker:
         return rec.with_content(fn), steps
 
     def prepare(self, rec: Record, timings: Counter) -> tuple:
-        """("reject", normalisation steps, filter, rule, message) or ("ok", normalisation steps, exact key, signature)."""
+        """The record's fate as far as it can be decided alone: rejected, or its dedup keys."""
         t = time.perf_counter()
         rec, steps = self.normalized(rec)
         timings["normalize"] += time.perf_counter() - t
+        if steps:
+            emptied = _emptied(rec)
+            if emptied:
+                return FilterReject(sorted(steps), "normalize", "emptied", emptied)
         doc = Doc(rec.content_text(), self.cfg.words)
         for f in self.cfg.filters:
             if rec.kind not in f.apply_to:
@@ -88,7 +106,7 @@ class _Worker:
             timings[f"filter.{f.name}"] += time.perf_counter() - t
             if verdict is not True:
                 _, rule, message = verdict
-                return ("reject", sorted(steps), f.name, rule, message)
+                return FilterReject(sorted(steps), f.name, rule, message)
         text = doc.text
         t = time.perf_counter()
         key = exact_key(text) if self.want_key else None
@@ -96,21 +114,36 @@ class _Worker:
         t = time.perf_counter()
         sig = self.signer.signature(text) if self.signer else None
         timings["signature"] += time.perf_counter() - t
-        return ("ok", sorted(steps), key, sig)
+        return Prepared(sorted(steps), key, sig)
 
     def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict]:
         """Results in chunk order; signed records also get their LSH band keys, computed here for
         the whole chunk at once so the main process only does dictionary lookups."""
         timings: Counter = Counter()
         results = [None if r is None else self.prepare(r, timings) for r in chunk]
-        signed = [k for k, res in enumerate(results) if res is not None and res[0] == "ok" and res[3] is not None]
+        signed = [k for k, res in enumerate(results) if isinstance(res, Prepared) and res.sig is not None]
         if signed:
             t = time.perf_counter()
-            keys = band_keys(np.stack([results[k][3] for k in signed]), *self.bands)
+            keys = band_keys(np.stack([results[k].sig for k in signed]), *self.bands)
             for k, kk in zip(signed, keys):
-                results[k] = (*results[k], kk)
+                results[k] = results[k]._replace(band_keys=kk)
             timings["band_keys"] += time.perf_counter() - t
         return results, dict(timings)
+
+
+def _emptied(rec: Record) -> str | None:
+    """Why a normalised record is no longer valid (a turn or the text became empty), or None.
+    Checked even with filters off, so clean.jsonl never holds a record that validate rejects."""
+    if rec.kind == SFT:
+        for i, m in enumerate(rec.messages or ()):
+            if not m["content"].strip():
+                return f"turn {i} ({m['role']}) is empty after normalisation"
+    elif rec.kind == PRETRAIN:
+        if rec.text is not None and not rec.text.strip():
+            return "text is empty after normalisation"
+        if rec.text is None and not (rec.target or "").strip():
+            return "target is empty after normalisation"
+    return None
 
 
 _WORKER: _Worker | None = None
@@ -217,6 +250,8 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
               origins: _Origins, index: NearDupIndex | None) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
     by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
+    if opts.config.normalize.active:
+        by_filter = {"normalize": Counter(), **by_filter}
     checked: Counter = Counter()
     normalized: Counter = Counter()
     items = progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: filter + signatures")
@@ -229,23 +264,24 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                 if isinstance(item, Rejected):
                     _reject(report, events, item)
                     continue
-                kind, steps = res[0], res[1]
-                normalized.update(steps)
-                for f in opts.config.filters:
-                    if item.kind in f.apply_to:
-                        checked[f.name] += 1
-                        if kind == "reject" and res[2] == f.name:
-                            break
-                if kind == "reject":
-                    _, _, fname, rule, message = res
-                    by_filter[fname][rule] += 1
-                    _reject(report, events, Rejected(f"{fname}.{rule}", item.origin, message, raw=item.to_json(),
-                                                     detail={"filter": fname}))
+                normalized.update(res.steps)
+                if "normalize" in by_filter:
+                    checked["normalize"] += 1
+                rejected_by = res.filter if isinstance(res, FilterReject) else None
+                if rejected_by != "normalize":
+                    for f in opts.config.filters:
+                        if item.kind in f.apply_to:
+                            checked[f.name] += 1
+                            if f.name == rejected_by:
+                                break
+                if rejected_by is not None:
+                    by_filter[rejected_by][res.rule] += 1
+                    _reject(report, events, Rejected(f"{rejected_by}.{res.rule}", item.origin, res.message,
+                                                     raw=item.to_json(), detail={"filter": rejected_by}))
                     continue
-                key, sig, keys = res[2], res[3], res[4] if len(res) > 4 else None
                 cand = len(origins)
                 if exact is not None:
-                    first = exact.first_or_add(key, cand)
+                    first = exact.first_or_add(res.key, cand)
                     if first is not None:
                         where = origins[first]
                         _reject(report, events, Rejected(
@@ -254,7 +290,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                         continue
                 origins.add(item.origin)
                 if index is not None:
-                    index.add(sig, keys)
+                    index.add(res.sig, res.band_keys)
                 events.write(_CANDIDATE)
             report.time("dedup_index", time.perf_counter() - t)
     return {"normalized": dict(sorted(normalized.items())),
