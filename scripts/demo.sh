@@ -13,8 +13,8 @@ step "convert: ShareGPT (real file) and People's Daily / reviews to canonical re
 corpuskit convert tests/data/sharegpt_sample.json -o "$OUT/chats.jsonl" --to sft --repair leading-assistant
 echo "-- the real ShareGPT file is cut off mid-record; convert keeps what is complete and says where:"
 corpuskit convert tests/data/sharegpt_truncated_tail.json -o "$OUT/tail.jsonl" --to sft
-corpuskit convert tests/data/peoples_daily_199801_head.txt --from peoples-daily -o "$OUT/news.jsonl"
-corpuskit convert tests/data/reviews_pos_head.txt tests/data/reviews_neg_head.txt -o "$OUT/reviews.jsonl"
+corpuskit convert tests/data/peoples_daily_199801_head.txt --from peoples-daily -o "$OUT/news.jsonl" --category news
+corpuskit convert tests/data/reviews_pos_head.txt tests/data/reviews_neg_head.txt -o "$OUT/reviews.jsonl" --category reviews
 
 step "validate: what a data pull request check prints"
 corpuskit validate "$OUT/chats.jsonl" "$OUT/news.jsonl" "$OUT/reviews.jsonl"
@@ -24,15 +24,15 @@ step "clean: filters, exact and near-duplicate removal (every drop has a reason)
 corpuskit clean "$OUT/news.jsonl" "$OUT/reviews.jsonl" -o "$OUT/clean-pretrain" --workers 2
 corpuskit clean "$OUT/chats.jsonl" -o "$OUT/clean-chats" --workers 2
 
-step "stats and bucket: category sizes, then 4 category-balanced buckets"
-corpuskit stats "$OUT/clean-pretrain/clean.jsonl" --category-field category --plot "$OUT/lengths.png"
-corpuskit bucket "$OUT/news.jsonl" "$OUT/reviews.jsonl" --category-by-file -o "$OUT/buckets" -n 4 --weights reviews=0.5 --seed 7
-
 step "train-vocab and merge-vocab: a Chinese SentencePiece vocabulary merged into LLaMA-2"
 corpuskit train-vocab "$OUT/news.jsonl" "$OUT/reviews.jsonl" -o "$OUT/zh-vocab" --vocab-size 3000 \
   --character-coverage 0.995 --pre-tokenize jieba
 corpuskit merge-vocab --base "$BASE_MODEL" --add "$OUT/zh-vocab/tokenizer.model" -o "$OUT/llama2-zh" \
   --eval "$OUT/news.jsonl" --eval "$OUT/chats.jsonl"
+
+step "stats and bucket: records, characters and tokens per category, then 4 buckets mixing news 2:1"
+corpuskit stats "$OUT/clean-pretrain" --tokenizer "$OUT/llama2-zh" --plot "$OUT/lengths.png"
+corpuskit bucket "$OUT/clean-pretrain" -o "$OUT/buckets" -n 4 --weights news=2 --seed 7
 
 step "template export, render, pack: exact label masks, then packing that loses no token"
 corpuskit template export llama2-chinese --tokenizer "$OUT/llama2-zh" -o "$OUT/tokenizer"
@@ -42,7 +42,12 @@ corpuskit pack "$OUT/rendered" -o "$OUT/packed" --seq-len 1024
 corpuskit render "$OUT/buckets" --tokenizer "$OUT/tokenizer" --mode pretrain -o "$OUT/pt-rendered" --max-length 512
 corpuskit pack "$OUT/pt-rendered" -o "$OUT/pt-packed" --seq-len 512
 
-#@TRAINERS@
+step "trainers: continued pretraining, then SFT, of a tiny random LLaMA on CPU (DeepSpeed ZeRO-2)"
+TINY=trainers/configs/tiny_llama.json
+trainers pretrain --data "$OUT/pt-packed" --model "$TINY" --tokenizer "$OUT/tokenizer" -o "$OUT/run-pretrain" \
+  --deepspeed zero2 --max-steps 20 --lr 2e-3 --logging-steps 5
+trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-sft" \
+  --deepspeed zero2 --epochs 1 --lr 1e-3 --logging-steps 5
 
 step "outputs"
 cat <<EOT
@@ -53,4 +58,5 @@ cat <<EOT
   length histogram       $OUT/lengths.png
   merged tokenizer       $OUT/llama2-zh/   (merge-report.md), chat tokenizer $OUT/tokenizer/
   rendered / packed      $OUT/rendered/, $OUT/packed/, $OUT/pt-rendered/, $OUT/pt-packed/
+  trained models         $OUT/run-pretrain/model/, $OUT/run-sft/model/   (TensorBoard: tensorboard --logdir $OUT/run-sft/tensorboard)
 EOT

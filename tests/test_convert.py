@@ -217,3 +217,12 @@ def test_output_must_be_named_jsonl(data_dir, tmp_path):
     assert res.exit_code == 2
     assert f"Invalid value for '-o' / '--output': {tmp_path / 'news.json'}: the output is JSON Lines" in res.output
     assert not (tmp_path / "news.json").exists()
+
+
+def test_category_is_set_where_missing_and_kept_where_present(data_dir, tmp_path):
+    src = tmp_path / "mixed.jsonl"
+    src.write_text('{"text": "人民日报社论"}\n{"text": "好评", "category": "review"}\n', encoding="utf-8")
+    res = run(src, data_dir / "peoples_daily_199801_head.txt", "-o", tmp_path / "out.jsonl", "--category", "news")
+    assert res.exit_code == 0, res.output
+    cats = [r.get("category") for r in read_jsonl(tmp_path / "out.jsonl")]
+    assert cats[:2] == ["news", "review"] and cats[2:] == ["news"] * 400

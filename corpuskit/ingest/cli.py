@@ -15,7 +15,8 @@ from corpuskit.records import Rejected
 from corpuskit.report import StageReport
 
 
-def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=()):
+def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
+            category=None):
     """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
@@ -33,6 +34,8 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
                     shown += 1
             else:
                 report.keep()
+                if category is not None and item.category is None and item.kind != "piece":
+                    item.category = category
                 for name in item.repairs:
                     repaired[name] = repaired.get(name, 0) + 1
                 out.write(dumps(item.to_json()) + "\n")
@@ -49,6 +52,8 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Canonical jsonl to write.")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
               help="Where rejected records go, one JSON per line with its reason [default: OUTPUT with .rejected.jsonl].")
+@click.option("--category", default=None,
+              help="Category for records that have none (records with their own keep it); bucket mixes by it.")
 @click.option("--to", type=click.Choice(["sft", "pretrain"]), default=None,
               help="Require this record kind; records of the other kind are rejected (wrong_kind).")
 @from_option
@@ -59,7 +64,7 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
-def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, repairs, strict, report_path):
+def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repairs, strict, report_path):
     """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily or plain text
     to canonical records.
 
@@ -68,7 +73,7 @@ def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, repairs, strict
       corpuskit convert ShareGPT_V3.json -o chats.jsonl --to sft
       corpuskit convert ShareGPT_V3.json -o chats.jsonl --repair leading-assistant
       corpuskit convert atom_train.csv -o atom.jsonl --from llama2-chinese
-      corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily
+      corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily --category news
     """
     if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
         raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl",
@@ -76,7 +81,7 @@ def convert_cmd(inputs, output, rejects_path, to, fmt, encoding, repairs, strict
     if rejects_path is None:
         p = Path(output)
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs)
+    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category)
     if report_path:
         from corpuskit.outputs import write_json
         write_json(report_path, report.to_json())

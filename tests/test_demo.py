@@ -1,0 +1,31 @@
+"""`make demo` is one of the two commands a newcomer runs: keep the whole script green."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
+    out = tmp_path / "demo"
+    env = {**os.environ, "DEMO_OUT": str(out), "LLAMA2_MODEL": str(llama2_model),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    res = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh"]:
+        counts = json.loads((out / report / "report.json").read_text(encoding="utf-8"))["counts"]
+        assert counts["input"] == counts["kept"] + sum(counts["rejected"].values()), report
+    for run in ["run-pretrain", "run-sft"]:
+        assert (out / run / "model" / "config.json").is_file(), run
+    text = res.stdout + res.stderr
+    assert "trained 20 steps" in text and "trained 33 steps" in text
+    assert (out / "lengths.png").stat().st_size > 1000
