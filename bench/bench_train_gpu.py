@@ -92,6 +92,7 @@ def main() -> None:
     ap.add_argument("--attention", default="auto")
     ap.add_argument("--deepspeed", default="zero2")
     ap.add_argument("--gradient-checkpointing", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (HF Trainer torch_compile)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "train_gpu.json")
     args = ap.parse_args()
     if args.prepare:
@@ -114,7 +115,7 @@ def main() -> None:
                          output=str(run_dir), deepspeed=args.deepspeed, bf16=True, attention=args.attention,
                          gradient_checkpointing=args.gradient_checkpointing, lr=3e-4, lr_scheduler="constant",
                          max_steps=args.steps, batch_size=args.batch_size, save_steps=10 ** 9,
-                         extra={"save_strategy": "no"}))
+                         extra={"save_strategy": "no", **({"torch_compile": True} if args.compile else {})}))
         wall = time.perf_counter() - t0
         state = json.loads((run_dir / "trainer_state.json").read_text())
         report = json.loads((run_dir / "report.json").read_text())
@@ -127,7 +128,7 @@ def main() -> None:
     flops_per_token = 6 * params["matmul"] + 6 * MODEL_05B["num_hidden_layers"] * MODEL_05B["hidden_size"] * ctx
     out = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "device": name,
            "attention": report["details"]["attention"], "deepspeed": args.deepspeed, "bf16": True,
-           "batch_size": args.batch_size, "seq_len": args.seq_len, "steps_timed": len(logs), "params": params,
+           "batch_size": args.batch_size, "torch_compile": args.compile, "seq_len": args.seq_len, "steps_timed": len(logs), "params": params,
            "mean_causal_context": round(ctx, 1), "tokens_per_second": round(tps, 1),
            "model_tflops": round(flops_per_token * tps / 1e12, 1),
            "mfu": round(flops_per_token * tps / peak, 4) if peak else None,
