@@ -48,6 +48,10 @@ trainers pretrain --data "$OUT/pt-packed" --model "$TINY" --tokenizer "$OUT/toke
   --deepspeed zero2 --max-steps 20 --lr 2e-3 --logging-steps 5
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-sft" \
   --deepspeed zero2 --epochs 1 --lr 1e-3 --logging-steps 5
+echo "-- LoRA on the extended vocabulary (embeddings and lm_head trained too), merged back into a full model"
+trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-lora" \
+  --lora --lora-r 4 --max-steps 5 --lr 1e-3 --logging-steps 5
+trainers merge-lora --adapter "$OUT/run-lora/model" --base "$OUT/run-pretrain/model" -o "$OUT/merged"
 
 step "outputs"
 cat <<EOT
@@ -58,5 +62,5 @@ cat <<EOT
   length histogram       $OUT/lengths.png
   merged tokenizer       $OUT/llama2-zh/   (merge-report.md), chat tokenizer $OUT/tokenizer/
   rendered / packed      $OUT/rendered/, $OUT/packed/, $OUT/pt-rendered/, $OUT/pt-packed/
-  trained models         $OUT/run-pretrain/model/, $OUT/run-sft/model/   (TensorBoard: tensorboard --logdir $OUT/run-sft/tensorboard)
+  trained models         $OUT/run-pretrain/model/, $OUT/run-sft/model/, LoRA $OUT/run-lora/model/ -> $OUT/merged/   (TensorBoard: tensorboard --logdir $OUT/run-sft/tensorboard)
 EOT

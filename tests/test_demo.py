@@ -24,8 +24,8 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
     for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh"]:
         counts = json.loads((out / report / "report.json").read_text(encoding="utf-8"))["counts"]
         assert counts["input"] == counts["kept"] + sum(counts["rejected"].values()), report
-    for run in ["run-pretrain", "run-sft"]:
-        assert (out / run / "model" / "config.json").is_file(), run
+    for run in ["run-pretrain", "run-sft", "merged"]:
+        assert (out / run / ("" if run == "merged" else "model") / "config.json").is_file(), run
     text = res.stdout + res.stderr
     assert "trained 20 steps" in text and "trained 33 steps" in text
     assert (out / "lengths.png").stat().st_size > 1000

@@ -42,6 +42,9 @@ def clear_errors(fn):
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trainers")
+# the `deepspeed` launcher inserts --local_rank=N right after the script, before the subcommand;
+# each process reads its rank from the LOCAL_RANK/RANK variables the launcher also sets
+@click.option("--local_rank", "--local-rank", type=int, default=None, hidden=True, expose_value=False)
 def main() -> None:
     """Train on `corpuskit pack` output with the Hugging Face Trainer, DeepSpeed and PEFT.
 
@@ -98,8 +101,6 @@ def training_options(fn):
                      help="Seed for init, dropout and data order."),
         click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[CKPT]",
                      help="Continue from the latest checkpoint in --output, or from CKPT."),
-        # the `deepspeed` launcher appends --local_rank=N; the rank is read from LOCAL_RANK instead
-        click.option("--local_rank", "--local-rank", "local_rank", type=int, default=None, hidden=True),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -113,7 +114,6 @@ def _run(mode: str, kwargs: dict) -> None:
     require_train_extra(deepspeed=bool(kwargs.get("deepspeed")))
     from trainers.run import RunOptions, train
 
-    kwargs.pop("local_rank")
     lr = kwargs.pop("lr")
     if lr is None:
         lr = 2e-2 if kwargs["prefix_tuning"] else 2e-4 if kwargs["lora"] else DEFAULT_LR[mode]

@@ -73,11 +73,15 @@ def ensure_distributed_env() -> None:
                        "LOCAL_RANK": "0", "WORLD_SIZE": "1"})
 
 
-def prepare_output(opts: RunOptions) -> Path:
+def prepare_output(opts: RunOptions, rank0: bool = True) -> Path:
+    """Refuse to clobber a folder. Only rank 0 judges it: under the `deepspeed` launcher a rank that
+    starts late (another node) would otherwise find rank 0's fresh run.json and refuse its own run."""
     out = Path(opts.output)
     if out.exists() and not out.is_dir():
         raise RunError(f"{out}: exists and is not a directory")
     ours = (out / RUN_MARKER).is_file()
+    if not rank0:
+        return out
     if out.exists() and any(out.iterdir()) and not ours:
         raise RunError(f"{out}: directory is not empty and was not written by trainers; choose a new --output")
     if ours and not opts.resume:
@@ -105,10 +109,10 @@ def train(opts: RunOptions, echo=print) -> dict:
 
     t0 = time.perf_counter()
     report = StageReport(command=f"trainers {opts.mode}", inputs=[opts.data])
-    out = prepare_output(opts)
     if opts.deepspeed:
         ensure_distributed_env()
     rank0 = int(os.environ.get("RANK", "0")) == 0
+    out = prepare_output(opts, rank0)
 
     rows = data.PackedRows(opts.data)
     manifest = rows.manifest
