@@ -331,6 +331,36 @@ def test_bad_yaml_and_unknown_filter_name_file_and_line(tmp_path, data_dir):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.parametrize("data,expect", [
+    ({"filters": {"length": {"min_chars": "abc"}}}, "filters.length.min_chars must be a number or null, got 'abc'"),
+    ({"filters": {"gopher_repetition": {"top_n_grams": 5}}}, "filters.gopher_repetition.top_n_grams must be a list of [n, fraction] pairs"),
+    ({"filters": {"gopher_quality": {"stop_words": 3}}}, "filters.gopher_quality.stop_words must be a list of strings"),
+    ({"filters": {"length": 5}}, "filters.length must be a mapping of options"),
+    ({"filters": {"c4": {"enabled": "yes"}}}, "filters.c4.enabled must be true or false"),
+    ({"normalize": 3}, "normalize must be a mapping"),
+    ({"normalize": {"nfkc": "on"}}, "normalize.nfkc must be true or false"),
+])
+def test_yaml_option_of_the_wrong_type_names_file_and_key(tmp_path, data_dir, data, expect):
+    """Caught at start-up, not as a traceback from inside a filter on the first record."""
+    path = _yaml(tmp_path, data)
+    r = run("clean", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "o", "--filters", path, ok=False)
+    assert r.exit_code == 1 and f"Error: {path}: {expect}" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_yaml_filter_left_out_keeps_its_default_state(tmp_path, canonical):
+    """Setting one option of one filter must not switch on C4 (off by default): same rejects as
+    the default preset but for the changed length rule."""
+    path = _yaml(tmp_path, {"filters": {"length": {"min_chars": 5}}})
+    run("clean", canonical["news"], "-o", tmp_path / "yaml", "--filters", path, "--dedup", "none")
+    run("clean", canonical["news"], "-o", tmp_path / "default", "--dedup", "none")
+    yaml_rej = outputs(tmp_path / "yaml")[2]["counts"]["rejected"]
+    default_rej = outputs(tmp_path / "default")[2]["counts"]["rejected"]
+    assert not any(r.startswith("c4.") for r in yaml_rej)
+    assert yaml_rej.get("length.too_short", 0) > 0
+    assert sum(yaml_rej.values()) == sum(default_rej.values())  # the short ones fail gopher's 50 words anyway
+
+
 def test_bad_input_and_output_are_clear_errors(tmp_path, data_dir):
     r = run("clean", tmp_path / "missing.jsonl", "-o", tmp_path / "o", ok=False)
     assert r.exit_code == 1 and "missing.jsonl: no such file" in r.output

@@ -111,3 +111,56 @@ def test_trainers_cli_module_does_not_import_torch():
     code = "import sys, trainers.cli, trainers.errors; print('torch' in sys.modules)"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_malformed_inputs_are_one_line_errors_naming_the_file(packed_dir, llama2_tokenizer_dir, tmp_path):
+    broken_pack = tmp_path / "pack"
+    shutil.copytree(packed_dir, broken_pack)
+    (broken_pack / "manifest.json").write_text('{"format":\n  "corpuskit.pack/1",,}')
+    (tmp_path / "config.json").write_text('{"model_type": "llama",\n')
+    (tmp_path / "unknown.json").write_text('{"model_type": "no-such-model"}')
+    (tmp_path / "ds.json").write_text("[1\n")
+    bad_tok = tmp_path / "tok"
+    shutil.copytree(llama2_tokenizer_dir, bad_tok)
+    (bad_tok / "tokenizer.json").write_text('{"x\n')
+    no_tok = tmp_path / "no-tok"
+    no_tok.mkdir()
+    cases = [
+        (sft(broken_pack, llama2_tokenizer_dir, tmp_path / "r"), f"{broken_pack}/manifest.json:2:"),
+        (sft(packed_dir, llama2_tokenizer_dir, tmp_path / "r", tmp_path / "config.json"), f"{tmp_path}/config.json:2:"),
+        (sft(packed_dir, llama2_tokenizer_dir, tmp_path / "r", tmp_path / "unknown.json"), "no-such-model"),
+        (sft(packed_dir, llama2_tokenizer_dir, tmp_path / "r", TINY_CONFIG, "--deepspeed", tmp_path / "ds.json"),
+         f"{tmp_path}/ds.json:2:"),
+        (sft(packed_dir, bad_tok, tmp_path / "r"), f"--tokenizer {bad_tok}: cannot load a tokenizer"),
+        (sft(packed_dir, no_tok, tmp_path / "r"), f"--tokenizer {no_tok}: no tokenizer.json"),
+        (sft(packed_dir, llama2_tokenizer_dir, tmp_path / "r", no_tok), f"{no_tok}: no config.json"),
+    ]
+    for result, where in cases:
+        assert result.exit_code == 1, result.output
+        lines = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(lines) == 1 and where in lines[0], result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_zero_max_steps_is_refused(packed_dir, llama2_tokenizer_dir, tmp_path):
+    result = sft(packed_dir, llama2_tokenizer_dir, tmp_path / "r", TINY_CONFIG, "--max-steps", 0)
+    assert result.exit_code == 2 and "0 is not a step count" in result.output
+
+
+def test_deepspeed_launcher_rank_option_before_the_subcommand_is_accepted():
+    # `deepspeed ... $(which trainers) sft ...` runs `trainers --local_rank=0 sft ...`
+    result = invoke("--local_rank=0", "sft", "--help")
+    assert result.exit_code == 0 and "--local_rank" not in result.output
+
+
+def test_only_rank_zero_judges_the_output_folder(tmp_path):
+    from trainers.run import RunError, RunOptions, prepare_output
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")  # rank 0 of this very run got here first
+    opts = RunOptions(mode="sft", data="d", model="m", tokenizer="t", output=str(out))
+    assert prepare_output(opts, rank0=False) == out
+    with pytest.raises(RunError, match="holds an earlier run"):
+        prepare_output(opts, rank0=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,14 +22,24 @@ TRAINERS = str(Path(sys.executable).parent / "trainers")
 pytestmark = pytest.mark.slow
 
 
-def run_trainers(*args, check=True) -> subprocess.CompletedProcess:
+def run_trainers(*args, check=True, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
+    """`trainers ARGS`, or `LAUNCHER... trainers ARGS` (the `deepspeed` launcher form of the README)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TENSORBOARD_LOGGING_DIR"):
         env.pop(key, None)
-    proc = subprocess.run([TRAINERS, *map(str, args)], capture_output=True, text=True, env=env, timeout=600)
+    cmd = [*(launcher or []), TRAINERS, *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     if check and proc.returncode != 0:
-        raise AssertionError(f"trainers {' '.join(map(str, args))} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
+                             f"{proc.stderr[-4000:]}")
     return proc
+
+
+def deepspeed_launcher() -> list[str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "1", "--master_port", str(port)]
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -75,13 +86,17 @@ def test_full_sft_with_zero2_trains_logs_and_saves(packed_dir, llama2_tokenizer_
     assert report["counts"] == {"input": 11, "kept": 11, "rejected": {}}
 
 
-def test_zero3_trains_and_saves_a_loadable_full_model(packed_dir, llama2_tokenizer_dir, tmp_path):
+def test_zero3_under_the_deepspeed_launcher_trains_and_saves_a_loadable_full_model(packed_dir, llama2_tokenizer_dir,
+                                                                                    tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "run"
-    run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, out), "--deepspeed", "zero3",
-                 "--max-steps", 2, "--grad-accum", 2)
-    assert details(out)["zero_stage"] == 3
+    # as the README launches it: `deepspeed --num_gpus N $(which trainers) sft ...` (the launcher puts
+    # --local_rank=0 before the subcommand and sets RANK/WORLD_SIZE/MASTER_PORT)
+    proc = run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, out), "--deepspeed", "zero3",
+                        "--max-steps", 2, "--grad-accum", 2, launcher=deepspeed_launcher())
+    assert "--local_rank=0" in proc.stdout + proc.stderr
+    assert details(out)["zero_stage"] == 3 and details(out)["steps"] == 2
     model = AutoModelForCausalLM.from_pretrained(out / "model")
     assert model.get_input_embeddings().weight.shape == (32000, 64)
 

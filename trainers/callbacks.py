@@ -12,7 +12,7 @@ from collections import Counter
 
 import torch
 
-IGNORE = -100
+from corpuskit.render.tokenize import IGNORE
 
 
 class TokenMeter:

@@ -6,15 +6,14 @@ file disagrees and how to fix it.
 
 from __future__ import annotations
 
-from trainers.errors import TrainError
-
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.compute as pc
 
-IGNORE = -100
+from corpuskit.render.tokenize import IGNORE
+from corpuskit.render.tokenizer_dir import sha256_file
+from trainers.errors import TrainError
 
 
 class PreflightError(TrainError):
@@ -47,13 +46,7 @@ def data_stats(table) -> DataStats:
 
 def tokenizer_sha256(tokenizer_dir: str | Path) -> str | None:
     path = Path(tokenizer_dir) / "tokenizer.json"
-    if not path.is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path) if path.is_file() else None
 
 
 @dataclass

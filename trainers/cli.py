@@ -54,6 +54,12 @@ def main() -> None:
     """
 
 
+def _positive_or_unset(ctx, param, value: int) -> int:
+    if value == -1 or value > 0:
+        return value
+    raise click.BadParameter(f"{value} is not a step count (> 0, or -1 to train --epochs)")
+
+
 def training_options(fn):
     options = [
         click.option("--data", required=True, type=click.Path(exists=True, file_okay=False),
@@ -90,8 +96,8 @@ def training_options(fn):
                      help="Warmup steps, or a fraction of all steps when below 1."),
         click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0)),
         click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True)),
-        click.option("--max-steps", default=-1, show_default=True, type=int, help="Stop after this many steps "
-                                                                                 "(overrides --epochs)."),
+        click.option("--max-steps", default=-1, show_default=True, type=int, callback=_positive_or_unset,
+                     help="Stop after this many steps (overrides --epochs); -1 = train --epochs."),
         click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1),
                      help="Packed rows per device per micro-batch."),
         click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1)),

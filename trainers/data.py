@@ -12,9 +12,6 @@ otherwise be the target of the previous sample's last token, a prediction across
 
 from __future__ import annotations
 
-from trainers.errors import TrainError
-
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +20,12 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-IGNORE = -100
-PACK_FORMAT = "corpuskit.pack/1"
-PACK_COLUMNS = ("input_ids", "labels", "position_ids", "seq_lens", "origins", "categories")
+from corpuskit.pack.packer import FORMAT as PACK_FORMAT
+from corpuskit.render.dataset_io import PACK_FEATURES
+from corpuskit.render.tokenize import IGNORE
+from trainers.errors import TrainError, read_json
+
+PACK_COLUMNS = tuple(PACK_FEATURES)
 
 
 class DataError(TrainError):
@@ -36,10 +36,9 @@ def read_manifest(pdir: str | Path) -> dict:
     path = Path(pdir) / "manifest.json"
     if not path.is_file():
         raise DataError(f"{pdir}: no manifest.json; expected the output folder of `corpuskit pack`")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
+    manifest = read_json(path, "the pack manifest", DataError)
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: expected a JSON object, the manifest of `corpuskit pack`")
     if manifest.get("format") != PACK_FORMAT:
         raise DataError(f"{path}: format is {manifest.get('format')!r}, expected {PACK_FORMAT!r} "
                         "(train on `corpuskit pack` output, not `render` output)")

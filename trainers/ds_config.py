@@ -7,13 +7,13 @@ with the `deepspeed` launcher. Values that depend on the world size (train_batch
 
 from __future__ import annotations
 
-from trainers.errors import TrainError
-
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from trainers.errors import TrainError, read_json
 
 SHIPPED = {"zero2": "zero2.json", "zero3": "zero3.json", "zero3-offload": "zero3_offload.json"}
 
@@ -45,10 +45,10 @@ def load_ds_config(name_or_file: str) -> dict:
     path = Path(name_or_file)
     if not path.is_file():
         raise ConfigError(f"--deepspeed {name_or_file}: not one of {', '.join(SHIPPED)} and no such file")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{path}:{e.lineno}: DeepSpeed config is not valid JSON ({e.msg})") from e
+    config = read_json(path, "the DeepSpeed config", ConfigError)
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a DeepSpeed config is a JSON object")
+    return config
 
 
 def _fill(node: Any, key: str, value: Any) -> None:

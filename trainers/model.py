@@ -7,13 +7,12 @@ rows that make the first steps' loss explode.
 
 from __future__ import annotations
 
-from trainers.errors import TrainError
-
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from trainers.errors import TrainError, read_json
 
 SPIECE_SPACE = "\u2581"
 
@@ -22,28 +21,32 @@ class ModelError(TrainError):
     pass
 
 
-def is_model_dir(path: str | Path) -> bool:
-    return Path(path).is_dir()
-
-
 def load_config(path: str | Path):
     from transformers import AutoConfig
 
     path = Path(path)
     if path.is_dir():
-        return AutoConfig.from_pretrained(path, trust_remote_code=False)
+        if not (path / "config.json").is_file():
+            raise ModelError(f"{path}: no config.json; --model is a saved model directory or a config JSON file")
+        try:
+            return AutoConfig.from_pretrained(path, trust_remote_code=False)
+        except (OSError, ValueError, KeyError) as e:
+            raise ModelError(f"{path}/config.json: cannot load the model config ({_first_line(e)})") from e
     if not path.is_file():
         raise ModelError(f"{path}: --model is neither a model directory nor a config JSON file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ModelError(f"{path}:{e.lineno}: config is not valid JSON ({e.msg})") from e
-    if "model_type" not in raw:
+    raw = read_json(path, "the model config", ModelError)
+    if not isinstance(raw, dict) or "model_type" not in raw:
         raise ModelError(f"{path}: config has no model_type (e.g. \"llama\")")
-    return AutoConfig.for_model(**raw)
+    try:
+        return AutoConfig.for_model(**raw)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{path}: cannot build a model config ({_first_line(e)})") from e
 
 
-ATTENTION_CHOICES = ("auto", "flash_attention_2", "flex_attention", "sdpa", "eager")
+def _first_line(e: Exception) -> str:
+    """transformers' messages can list every known model type; the first sentence is the point."""
+    text = " ".join(str(e).split())
+    return text.split(". Should contain one of")[0][:300]
 
 
 def attention_implementation(device_type: str, requested: str = "auto") -> str:
@@ -89,10 +92,14 @@ class ResizeReport:
                 "initialised_from_pieces": self.from_pieces, "initialised_from_mean": self.from_mean}
 
 
-def base_piece_ids(piece: str, base_vocab: dict[str, int]) -> list[int]:
-    """Split a new piece into base pieces by greedy longest match, falling back to <0xNN> bytes."""
+def base_piece_ids(piece: str, base_vocab: dict[str, int], longest: int | None = None) -> list[int]:
+    """Split a new piece into base pieces by greedy longest match, falling back to <0xNN> bytes.
+
+    `longest` (the longest base piece) is computed once by the caller for a whole vocabulary."""
     out: list[int] = []
-    i, longest = 0, max((len(p) for p in base_vocab), default=1)
+    i = 0
+    if longest is None:
+        longest = max((len(p) for p in base_vocab), default=1)
     while i < len(piece):
         for j in range(min(len(piece), i + longest), i, -1):
             pid = base_vocab.get(piece[i:j])
@@ -111,12 +118,13 @@ def piece_index(tokenizer, old_rows: int, new_rows: int) -> tuple[list[int], lis
     """(row, piece, new-row-without-pieces) lists mapping each new row to its base pieces."""
     pieces = tokenizer.convert_ids_to_tokens(list(range(new_rows)))
     base_vocab = {p: i for i, p in enumerate(pieces[:old_rows]) if p is not None}
+    longest = max((len(p) for p in base_vocab), default=1)
     rows, cols, empty = [], [], []
     for new_id in range(old_rows, new_rows):
         piece = pieces[new_id] or ""
         if piece.startswith(SPIECE_SPACE) and len(piece) > 1:
             piece = piece[1:]  # the word-start mark would dilute the mean of the piece's characters
-        ids = base_piece_ids(piece, base_vocab)
+        ids = base_piece_ids(piece, base_vocab, longest)
         if not ids:
             empty.append(new_id)
         rows.extend([new_id] * len(ids))

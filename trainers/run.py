@@ -7,9 +7,6 @@ adapter + tokenizer, renamed into place when complete), report.json + report.md.
 
 from __future__ import annotations
 
-from trainers.errors import TrainError
-
-import json
 import os
 import shutil
 import socket
@@ -19,6 +16,7 @@ from pathlib import Path
 
 from corpuskit.outputs import dumps, write_json
 from corpuskit.report import StageReport
+from trainers.errors import TrainError, read_json
 
 RUN_MARKER = "run.json"
 
@@ -116,10 +114,13 @@ def train(opts: RunOptions, echo=print) -> dict:
 
     rows = data.PackedRows(opts.data)
     manifest = rows.manifest
+    if not (Path(opts.tokenizer) / "tokenizer.json").is_file():
+        raise RunError(f"--tokenizer {opts.tokenizer}: no tokenizer.json; pass the Hugging Face tokenizer directory "
+                       "the data was rendered with")
     try:
         tokenizer = AutoTokenizer.from_pretrained(opts.tokenizer, trust_remote_code=False)
-    except (OSError, ValueError) as e:
-        raise RunError(f"--tokenizer {opts.tokenizer}: cannot load a tokenizer ({e})") from e
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises a bare Exception on a corrupt file
+        raise RunError(f"--tokenizer {opts.tokenizer}: cannot load a tokenizer ({' '.join(str(e).split())})") from e
     model_config = model_setup.load_config(opts.model)
     stats = checks.data_stats(rows.table)
     embedding_rows = int(getattr(model_config, "vocab_size", 0) or 0)
@@ -240,7 +241,8 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
         raise RunError(f"--adapter {adapter}: no adapter_config.json (pass the model/ folder of a --lora run)")
     if not Path(base).is_dir():
         raise RunError(f"--base {base}: not a model directory")
-    peft_type = json.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8")).get("peft_type")
+    adapter_config = read_json(adapter_dir / "adapter_config.json", "the adapter config", RunError)
+    peft_type = adapter_config.get("peft_type") if isinstance(adapter_config, dict) else None
     if peft_type != "LORA":
         raise RunError(f"--adapter {adapter}: a {peft_type} adapter cannot be merged into the weights (only LoRA can)")
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False)

@@ -1,6 +1,6 @@
 """Filter configuration: the `default` and `none` presets, or a YAML file.
 
-YAML shape (every key optional; a filter left out keeps its default state):
+YAML shape (every key optional; a filter left out keeps its default state: c4 off, the others on):
 
     words: char            # how rules count Chinese words: char (each CJK character) or jieba
     normalize: {strip_control: true, strip_invisible: true, whitespace: true, nfkc: false}
@@ -44,12 +44,15 @@ class CleanConfig:
                 "filters": {f.name: {**f.params, "apply_to": list(f.apply_to)} for f in self.filters}}
 
 
+DEFAULT_ON = tuple(name for name in ORDER if name != "c4")
+
+
 def default_config() -> CleanConfig:
     """Normalisation on; length, Gopher and FineWeb rules on, the web-text rules for pretrain
     records only (chat turns are short and code-heavy: those rules would drop most good SFT data).
     C4 is off: its 5-sentence page minimum drops most one-paragraph-per-record corpora such as
     People's Daily (use `web`, or enable it in YAML, for whole web pages)."""
-    return CleanConfig(filters=[FILTERS[name]() for name in ORDER if name != "c4"])
+    return CleanConfig(filters=[FILTERS[name]() for name in DEFAULT_ON])
 
 
 def web_config() -> CleanConfig:
@@ -73,6 +76,8 @@ def load_config(spec: str) -> CleanConfig:
         raise ConfigError(f"{spec}: not a preset ({', '.join(PRESETS)}) and no such YAML file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{spec}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{spec}:{mark.line + 1}" if mark else spec
@@ -95,11 +100,14 @@ def config_from_dict(data: dict) -> CleanConfig:
     if words not in WORD_MODES:
         raise ConfigError(f"words must be one of {list(WORD_MODES)}, got {words!r}")
     norm = data.get("normalize") or {}
+    if not isinstance(norm, dict):
+        raise ConfigError(f"normalize must be a mapping of option -> true/false, got {norm!r}")
     bad = set(norm) - set(NormalizeConfig.__dataclass_fields__)
     if bad:
         raise ConfigError(f"normalize: unknown option(s) {sorted(bad)}; known: {sorted(NormalizeConfig.__dataclass_fields__)}")
-    if not all(isinstance(v, bool) for v in norm.values()):
-        raise ConfigError("normalize: options must be true or false")
+    for k, v in norm.items():
+        if not isinstance(v, bool):
+            raise ConfigError(f"normalize.{k} must be true or false, got {v!r}")
     given = data.get("filters") or {}
     if not isinstance(given, dict):
         raise ConfigError("filters must be a mapping of filter name -> options")
@@ -108,8 +116,14 @@ def config_from_dict(data: dict) -> CleanConfig:
         raise ConfigError(f"filters: unknown filter(s) {sorted(bad)}; known: {list(ORDER)}")
     filters = []
     for name in ORDER:
-        opts = dict(given.get(name) or {})
-        if not opts.pop("enabled", True):
+        opts = given.get(name) or {}
+        if not isinstance(opts, dict):
+            raise ConfigError(f"filters.{name} must be a mapping of options, got {opts!r}")
+        opts = dict(opts)
+        enabled = opts.pop("enabled", name in DEFAULT_ON)  # a filter left out keeps its default state
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"filters.{name}.enabled must be true or false, got {enabled!r}")
+        if not enabled:
             continue
         apply_to = opts.pop("apply_to", None)
         if apply_to is not None and (not isinstance(apply_to, list) or set(apply_to) - set(KINDS)):

@@ -75,6 +75,25 @@ def _repeated_ngram_chars(ngrams: list[tuple[str, ...]], n: int, prefix: list[in
     return chars
 
 
+def _check_option(filter_name: str, key: str, value: Any, default: Any) -> None:
+    """A YAML option must have its default's type, so a typo fails at start-up with the option's
+    name instead of deep inside a filter. Numbers may be null (rule off)."""
+    where = f"filters.{filter_name}.{key}"
+    if isinstance(default, bool):
+        ok, want = isinstance(value, bool), "true or false"
+    elif isinstance(default, (int, float)):
+        ok, want = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)), "a number or null"
+    elif default and isinstance(default[0], list):
+        ok = isinstance(value, list) and all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) and not isinstance(p[0], bool) and p[0] >= 1
+            and isinstance(p[1], (int, float)) and not isinstance(p[1], bool) for p in value)
+        want = "a list of [n, fraction] pairs"
+    else:
+        ok, want = isinstance(value, list) and all(isinstance(w, str) for w in value), "a list of strings"
+    if not ok:
+        raise ValueError(f"{where} must be {want}, got {value!r}")
+
+
 class Filter(ABC):
     """Base: `name` is the YAML key; `defaults` are the datatrove thresholds; `apply_to` the record kinds."""
 
@@ -87,6 +106,8 @@ class Filter(ABC):
         if unknown:
             raise ValueError(f"filter {self.name}: unknown option(s) {sorted(unknown)}; "
                              f"known: {sorted(self.defaults)} and apply_to")
+        for key, value in params.items():
+            _check_option(self.name, key, value, self.defaults[key])
         self.params = {**self.defaults, **params}
         self.apply_to = tuple(apply_to) if apply_to is not None else self.default_apply_to
         for k, v in self.params.items():
