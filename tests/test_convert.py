@@ -226,3 +226,12 @@ def test_category_is_set_where_missing_and_kept_where_present(data_dir, tmp_path
     assert res.exit_code == 0, res.output
     cats = [r.get("category") for r in read_jsonl(tmp_path / "out.jsonl")]
     assert cats[:2] == ["news", "review"] and cats[2:] == ["news"] * 400
+
+
+def test_bad_json_line_travels_with_its_reject(tmp_path):
+    src = tmp_path / "broken.jsonl"
+    src.write_text('{"text": "好"}\n{"text": "坏\n{"text": "好"}\n', encoding="utf-8")
+    res = run(src, "-o", tmp_path / "out.jsonl")
+    assert "input 3 = kept 2 + rejected 1 (parse_error=1)" in res.output
+    (rej,) = read_jsonl(tmp_path / "out.rejected.jsonl")
+    assert rej["origin"]["line"] == 2 and rej["record"] == '{"text": "坏'

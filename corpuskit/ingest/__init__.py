@@ -25,6 +25,6 @@ def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None
     repairs = frozenset(repairs)
     for item in read_raw(inputs, encoding):
         if item.error is not None:
-            yield Rejected("parse_error", item.origin, item.error)
+            yield Rejected("parse_error", item.origin, item.error, raw=item.value)
         else:
             yield convert_value(item.value, item.origin, fmt, to, repairs)

@@ -42,7 +42,7 @@ class InputError(Exception):
 @dataclass(slots=True)
 class RawItem:
     origin: Origin
-    value: Any = None
+    value: Any = None  # the parsed value; with `error`, the raw line text when it could be decoded
     error: str | None = None  # set when the record could not be parsed
 
 
@@ -186,7 +186,7 @@ def read_jsonl(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
         try:
             value = json.loads(text)
         except json.JSONDecodeError as e:
-            yield RawItem(origin, error=f"invalid JSON at column {e.colno}: {e.msg}")
+            yield RawItem(origin, text.rstrip("\r\n"), error=f"invalid JSON at column {e.colno}: {e.msg}")
             continue
         bad = _has_surrogate_escape(text) and _lone_surrogate(value)
         yield RawItem(origin, error=bad) if bad else RawItem(origin, value)
