@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import sys
@@ -55,7 +56,18 @@ def warn(message: str) -> None:
 
 
 inputs_argument = click.argument("inputs", nargs=-1, required=True, type=click.Path())
-encoding_option = click.option("--encoding", default="utf-8", show_default=True,
+
+
+def _known_encoding(ctx, param, value: str) -> str:
+    """Reject a misspelt --encoding up front instead of failing mid-read with a LookupError."""
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise click.BadParameter(f"unknown encoding {value!r} (e.g. utf-8, gbk, gb18030, utf-16)") from None
+    return value
+
+
+encoding_option = click.option("--encoding", default="utf-8", show_default=True, callback=_known_encoding,
                                help="Input text encoding (e.g. gbk); anything undecodable is an error naming file and line.")
 from_option = click.option("--from", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
                            help="Input record format; auto detects it per record.")

@@ -48,9 +48,9 @@ trainers pretrain --data "$OUT/pt-packed" --model "$TINY" --tokenizer "$OUT/toke
   --deepspeed zero2 --max-steps 20 --lr 2e-3 --logging-steps 5
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-sft" \
   --deepspeed zero2 --epochs 1 --lr 1e-3 --logging-steps 5
-echo "-- LoRA on the extended vocabulary (embeddings and lm_head trained too), merged back into a full model"
+echo "-- LoRA on the continued-pretraining model (its embeddings already hold the extended vocabulary, so only the adapter trains), merged back into a full model"
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-lora" \
-  --lora --lora-r 4 --max-steps 5 --lr 1e-3 --logging-steps 5
+  --lora --lora-r 4 --max-steps 5 --lr 1e-3 --logging-steps 1
 trainers merge-lora --adapter "$OUT/run-lora/model" --base "$OUT/run-pretrain/model" -o "$OUT/merged"
 
 step "outputs"

@@ -123,6 +123,15 @@ def test_gbk_without_and_with_encoding(data_dir, tmp_path):
     assert [r["text"] for r in read_jsonl(tmp_path / "g.jsonl")] == reviews
 
 
+def test_unknown_encoding_is_a_usage_error_not_a_traceback(data_dir, tmp_path):
+    for cmd in (["convert", "-o", str(tmp_path / "x.jsonl")], ["validate"], ["stats"]):
+        res = CliRunner().invoke(main, [*cmd, str(data_dir / "reviews_pos_head.txt"), "--encoding", "utf8x"])
+        assert res.exit_code == 2, (cmd, res.output)
+        assert "Invalid value for '--encoding': unknown encoding 'utf8x'" in res.output
+        assert "Traceback" not in res.output and not isinstance(res.exception, LookupError)
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 def test_llama2_chinese_csv_and_alpaca(data_dir, tmp_path):
     pos = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()[:4]
     src = tmp_path / "atom.csv"

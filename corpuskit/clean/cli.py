@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from corpuskit.clean.config import ConfigError, load_config
@@ -69,4 +71,4 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
                         workers=workers, fmt=fmt, encoding=encoding)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)
-    click.echo(f"wrote {outdir}/clean.jsonl ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)
+    click.echo(f"wrote {os.path.join(outdir, 'clean.jsonl')} ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)

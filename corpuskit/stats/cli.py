@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from corpuskit.bucket.inputs import category_options
-from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, progress, warn,
-                                workers_option)
+from corpuskit.cli_util import encoding_option, from_option, handle_errors, inputs_argument, progress, warn
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import write_json
 from corpuskit.report import StageReport
@@ -23,7 +22,8 @@ SHOW_REJECTS = 10
 @category_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the statistics as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also save the length histogram as a PNG here.")
-@workers_option
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+              help="Tokenizer threads for --tokenizer counting (threads, not processes); counts never depend on this.")
 @from_option
 @encoding_option
 @handle_errors
