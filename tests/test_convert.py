@@ -244,3 +244,12 @@ def test_bad_json_line_travels_with_its_reject(tmp_path):
     assert "input 3 = kept 2 + rejected 1 (parse_error=1)" in res.output
     (rej,) = read_jsonl(tmp_path / "out.rejected.jsonl")
     assert rej["origin"]["line"] == 2 and rej["record"] == '{"text": "坏'
+
+
+def test_repairs_accept_a_comma_list_and_refuse_unknown_names(data_dir, tmp_path):
+    res = run(data_dir / "sharegpt_sample.json", "-o", tmp_path / "a.jsonl", "--repair", "leading-assistant,trailing-user")
+    assert res.exit_code == 0 and "kept 59 + rejected 8" in res.output
+    res = CliRunner().invoke(main, ["convert", str(data_dir / "sharegpt_sample.json"), "-o", str(tmp_path / "b.jsonl"),
+                                    "--repair", "merge-turns"])
+    assert res.exit_code == 2 and "unknown repair 'merge-turns'" in res.output
+    assert not (tmp_path / "b.jsonl").exists()

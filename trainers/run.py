@@ -222,7 +222,8 @@ def train(opts: RunOptions, echo=print) -> dict:
         report.time("train", time.perf_counter() - t0)
         report.write(out)
         summary = report.details
-        echo(f"trained {trainer.state.global_step} steps, loss {summary['first_loss']} -> {summary['last_loss']}; "
+        steps = trainer.state.global_step
+        echo(f"trained {steps} step{'' if steps == 1 else 's'}, loss {summary['first_loss']} -> {summary['last_loss']}; "
              f"model in {final}, TensorBoard logs in {summary['tensorboard']}")
         echo(dumps({"report": str(out / "report.json")}))
     return summary

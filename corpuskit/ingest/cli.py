@@ -47,6 +47,14 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     return report
 
 
+def _split_repairs(ctx, param, values):
+    names = tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+    unknown = [n for n in names if n not in REPAIRS]
+    if unknown:
+        raise click.BadParameter(f"unknown repair {', '.join(map(repr, unknown))} (choose from {', '.join(REPAIRS)})")
+    return names
+
+
 @click.command("convert")
 @inputs_argument
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Canonical jsonl to write.")
@@ -58,9 +66,10 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
               help="Require this record kind; records of the other kind are rejected (wrong_kind).")
 @from_option
 @encoding_option
-@click.option("--repair", "repairs", multiple=True, type=click.Choice(REPAIRS),
-              help="Opt-in fixes, counted in the report: leading-assistant drops assistant turns before the first "
-                   "user turn (ShareGPT continuations); trailing-user drops an unanswered final user turn.")
+@click.option("--repair", "repairs", multiple=True, callback=_split_repairs, metavar="[" + "|".join(REPAIRS) + "]",
+              help="Opt-in fixes, counted in the report (repeat or comma-separate): leading-assistant drops "
+                   "assistant turns before the first user turn (ShareGPT continuations); trailing-user drops "
+                   "an unanswered final user turn.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
