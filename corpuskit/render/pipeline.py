@@ -87,16 +87,22 @@ def _row_dict(ids, labels, origin, category) -> dict:
     return {"input_ids": ids, "labels": labels, "origin": origin, "category": category}
 
 
-def rendered_rows(items: Iterable[list], report: StageReport, stats: RenderStats) -> Iterator[dict]:
+def _kept(items: Iterable[list], report: StageReport) -> Iterator:
+    """Each kept render result, in order; rejects are counted in the report as they pass."""
     for results in items:
         for r in results:
             if isinstance(r, Rejected):
                 report.reject(r)
-                continue
-            report.keep()
-            stats.truncated += r.truncated
-            stats.add(r.input_ids, r.labels)
-            yield _row_dict(r.input_ids, r.labels, r.origin, r.category)
+            else:
+                report.keep()
+                yield r
+
+
+def rendered_rows(items: Iterable[list], report: StageReport, stats: RenderStats) -> Iterator[dict]:
+    for r in _kept(items, report):
+        stats.truncated += r.truncated
+        stats.add(r.input_ids, r.labels)
+        yield _row_dict(r.input_ids, r.labels, r.origin, r.category)
 
 
 def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: RenderStats) -> Iterator[dict]:
@@ -135,22 +141,17 @@ def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: 
         else:
             ids_buf, lab_buf, starts, size = [], [], [], 0
 
-    for results in items:
-        for r in results:
-            if isinstance(r, Rejected):
-                report.reject(r)
-                continue
-            report.keep()
-            file = r.origin.rsplit(":", 1)[0]
-            if current_file is not None and file != current_file and size:
-                yield from flush(final=True)
-            current_file = file
-            starts.append((size, r.origin, r.category))
-            ids_buf.append(r.input_ids)
-            lab_buf.append(r.labels)
-            size += len(r.input_ids)
-            if size >= block:
-                yield from flush(final=False)
+    for r in _kept(items, report):
+        file = r.origin.rsplit(":", 1)[0]
+        if current_file is not None and file != current_file and size:
+            yield from flush(final=True)
+        current_file = file
+        starts.append((size, r.origin, r.category))
+        ids_buf.append(r.input_ids)
+        lab_buf.append(r.labels)
+        size += len(r.input_ids)
+        if size >= block:
+            yield from flush(final=False)
     if size:
         yield from flush(final=True)
 
