@@ -7,6 +7,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 OUT=${DEMO_OUT:-demo-out}
 BASE_MODEL=${LLAMA2_MODEL:-../shared/tokenizers/llama2/tokenizer.model}
 rm -rf "$OUT"; mkdir -p "$OUT"
+# DEMO_QUICK=1 (used by tests/test_demo.py) trains the fewest steps that still prove the chain.
+if [ -n "${DEMO_QUICK:-}" ]; then PT_LEN="--max-steps 2"; SFT_LEN="--max-steps 2"; LORA_LEN="--max-steps 1"
+else PT_LEN="--max-steps 20"; SFT_LEN="--epochs 1"; LORA_LEN="--max-steps 5"; fi
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "convert: ShareGPT (real file) and People's Daily / reviews to canonical records"
@@ -45,12 +48,12 @@ corpuskit pack "$OUT/pt-rendered" -o "$OUT/pt-packed" --seq-len 512
 step "trainers: continued pretraining, then SFT, of a tiny random LLaMA on CPU (DeepSpeed ZeRO-2)"
 TINY=trainers/configs/tiny_llama.json
 trainers pretrain --data "$OUT/pt-packed" --model "$TINY" --tokenizer "$OUT/tokenizer" -o "$OUT/run-pretrain" \
-  --deepspeed zero2 --max-steps 20 --lr 2e-3 --logging-steps 5
+  --deepspeed zero2 $PT_LEN --lr 2e-3 --logging-steps 5
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-sft" \
-  --deepspeed zero2 --epochs 1 --lr 1e-3 --logging-steps 5
+  --deepspeed zero2 $SFT_LEN --lr 1e-3 --logging-steps 5
 echo "-- LoRA on the continued-pretraining model (its embeddings already hold the extended vocabulary, so only the adapter trains), merged back into a full model"
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-lora" \
-  --lora --lora-r 4 --max-steps 5 --lr 1e-3 --logging-steps 1
+  --lora --lora-r 4 $LORA_LEN --lr 1e-3 --logging-steps 1
 trainers merge-lora --adapter "$OUT/run-lora/model" --base "$OUT/run-pretrain/model" -o "$OUT/merged"
 
 step "outputs"

@@ -56,7 +56,7 @@ def test_counts_per_category_table_and_json(corpus, tmp_path):
         row = s["categories"][cat]
         assert row["records"] == len(tx) and row["chars"] == sum(map(len, tx))
         assert row["max_chars"] == max(map(len, tx)) and row["min_chars"] == min(map(len, tx))
-        expected_hist = Counter(length_bin(len(t)) for t in tx)
+        expected_hist = Counter(_bin_by_hand(len(t)) for t in tx)
         assert s["histogram"]["counts"][cat] == [expected_hist.get(k, 0) for k in range(len(s["histogram"]["bins"]))]
         assert f"{row['chars']:,}" in res.stdout
     assert s["histogram"]["unit"] == "chars" and "tokens" not in s["total"]
@@ -66,6 +66,14 @@ def test_counts_per_category_table_and_json(corpus, tmp_path):
     assert c["kept"] == s["total"]["records"] == n_valid and c["input"] == n_valid + sum(c["rejected"].values())
     assert c["rejected"] and f"input {c['input']} = counted {n_valid}" in res.stdout
     assert "chat.jsonl:" in res.stderr and "rejected (" in res.stderr  # rejects named with file:line
+
+
+def _bin_by_hand(n: int) -> int:
+    """Bin k holds lengths in [2**(k-1), 2**k): written out independently of corpuskit's length_bin."""
+    k = 0
+    while n >= (1 << k):
+        k += 1
+    return k
 
 
 def test_length_bins():
@@ -86,7 +94,7 @@ def test_tokens_with_llama2_tokenizer_and_plot(corpus, tmp_path, llama2_tokenize
     for cat, tx in texts.items():
         lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in tx]  # one by one, via __call__
         assert s["categories"][cat]["tokens"] == sum(lengths)
-        expected = Counter(length_bin(n) for n in lengths)
+        expected = Counter(_bin_by_hand(n) for n in lengths)
         assert s["histogram"]["counts"][cat] == [expected.get(k, 0) for k in range(len(s["histogram"]["bins"]))]
     assert "token share" in res.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -141,18 +149,23 @@ def test_stats_without_tokenizer_or_plot_imports_no_heavy_library(corpus):
 
 
 @pytest.mark.xdist_group("llama2_tokenizer")
-def test_workers_set_tokenizer_threads_and_never_change_counts(corpus, tmp_path, llama2_tokenizer_dir, monkeypatch):
-    import os
-
+def test_workers_never_change_counts(corpus, tmp_path, llama2_tokenizer_dir):
+    """Each worker count runs in its own process: the Rust thread pool is sized once per process."""
     d, _ = corpus
-    for var in ("TOKENIZERS_PARALLELISM", "RAYON_NUM_THREADS"):
-        monkeypatch.setenv(var, "unset-by-test")  # restored after the test
-    files = [d / "review_pos.jsonl", d / "chat.jsonl"]
-    outs = {}
-    for workers, threads, parallel in ((2, "2", "true"), (1, "1", "false")):
-        outs[workers] = tmp_path / f"w{workers}.json"
-        run([*files, "--tokenizer", llama2_tokenizer_dir, "--workers", workers, "--json", outs[workers]])
-        assert (os.environ["RAYON_NUM_THREADS"], os.environ["TOKENIZERS_PARALLELISM"]) == (threads, parallel)
-    s1, s2 = (json.loads(outs[w].read_text()) for w in (1, 2))
+    files = [str(d / "review_pos.jsonl"), str(d / "chat.jsonl")]
+    stats, env_seen = {}, {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.json"
+        code = ("import os, sys; from click.testing import CliRunner; from corpuskit.cli import main; "
+                f"r = CliRunner().invoke(main, ['stats', *{files!r}, '--tokenizer', {str(llama2_tokenizer_dir)!r}, "
+                f"'--workers', '{workers}', '--json', {str(out)!r}]); assert r.exit_code == 0, r.output; "
+                "print(os.environ['RAYON_NUM_THREADS'], os.environ['TOKENIZERS_PARALLELISM'])")
+        env = {k: v for k, v in __import__("os").environ.items() if k not in ("RAYON_NUM_THREADS", "TOKENIZERS_PARALLELISM")}
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stdout + res.stderr
+        env_seen[workers] = res.stdout.split()
+        stats[workers] = json.loads(out.read_text())
+    assert env_seen == {1: ["1", "false"], 2: ["2", "true"]}
+    s1, s2 = stats[1], stats[2]
     assert s1["categories"] == s2["categories"] and s1["histogram"] == s2["histogram"]
-    assert s1["total"]["tokens"] > 0
+    assert s1["total"]["tokens"] > 0 and s1["total"] == s2["total"]
