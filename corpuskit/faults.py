@@ -14,6 +14,7 @@ import signal
 
 POINTS = {
     "file-written": "an output file is complete in its temp file, not yet renamed into place",
+    "set-journaling": "between writing two commit journals of a set (before its commit point)",
     "set-journaled": "a set of output files is complete and its commit journal written, nothing renamed yet",
     "set-renaming": "between two renames of a set of output files",
     "set-renamed": "every file of a set renamed, commit journal not yet removed",

@@ -246,7 +246,9 @@ class AtomicFiles:
                        "files": [[str(tmp), str(t)] for t, tmp, _ in self._items]}
             for t, _, _ in self._items:
                 _LIVE.add(str(journal_path(t)))
-            for t, _, _ in self._items:
+            for i, (t, _, _) in enumerate(self._items):
+                if i:
+                    faults.point("set-journaling")
                 _write_journal(t, payload)
             for d in {t.parent for t, _, _ in self._items}:
                 _fsync_dir(d)
