@@ -6,8 +6,9 @@ when it is an input, lies inside an input folder (a later run would read it back
 write into a tokenizer or model), matches an input glob, or — for an output folder, which is
 replaced whole — holds an input. Two outputs may not be or hold one another either. Paths are
 compared after resolving symlinks, and files also by inode (hard links). Output folders are also
-checked for ownership here (see `outputs.check_dir_output`), so `-o .` or a user's folder fails
-at once instead of after the whole run.
+checked for ownership here (see `outputs.check_dir_output`), and every output's folder for being
+writable, so `-o .`, a user's folder or a read-only destination fails at once instead of after
+the whole run.
 """
 
 from __future__ import annotations
@@ -93,6 +94,8 @@ def check_paths(inputs: Mapping[str, PathArg | Iterable[PathArg]], files: Mappin
             check_dir_output(p, label)
         outs.append((label, os.fspath(p), real, True))
 
+    for label, p, real, _ in outs:
+        _check_writable(label, p, real)
     for i, (la, pa, ra, da) in enumerate(outs):
         for lb, pb, rb, db in outs[i + 1:]:
             if ra == rb or _same_file(ra, rb):
@@ -114,6 +117,15 @@ def check_paths(inputs: Mapping[str, PathArg | Iterable[PathArg]], files: Mappin
             candidates = [raw]
         for inp in candidates:
             _check_one(label, inp, outs)
+
+
+def _check_writable(label: str, shown: str, real: Path) -> None:
+    """A read-only or not-writable destination fails now, not after the work."""
+    parent = real.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{label} {shown}: cannot write into {parent} (read-only or no permission)")
 
 
 def _check_one(label: str, inp: str, outs: list[tuple[str, str, Path, bool]]) -> None:

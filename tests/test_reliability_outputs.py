@@ -311,3 +311,16 @@ def test_a_reader_finishes_a_convert_killed_between_its_renames(ws, tmp_path):
     run("validate", tmp_path / "o.jsonl")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.jsonl", "o.rejected.jsonl"]
     assert (tmp_path / "o.jsonl").read_bytes() == (ws / "chats.jsonl").read_bytes()
+
+
+def test_a_destination_that_cannot_be_written_fails_before_the_work(ws, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        if os.access(locked, os.W_OK):
+            pytest.skip("running as root: permission bits do not stop writes (a read-only mount does)")
+        res = run("clean", ws / "news.jsonl", "-o", locked / "c", ok=False)
+        assert "cannot write into" in res.output
+    finally:
+        locked.chmod(0o755)
