@@ -23,7 +23,8 @@ object naming format version and command), a name no user file has; `report.json
 
 Leftovers: temp and old paths are `.NAME.ck<pid>-<random>.tmp` / `.old`, never reused, so a
 leftover cannot make a run fail. Before writing NAME, a run removes the leftovers of NAME whose
-process is gone, and those older versions made (`.NAME.old-<pid>`; mkstemp temps idle for an hour).
+process is gone, and those older versions made (`.NAME.old-<pid>`; mkstemp temps and render/pack
+`.build-*` scratch folders idle for an hour).
 A live process's leftovers are never touched. Two runs writing the same output at once are not
 supported (the last rename wins).
 
@@ -56,6 +57,8 @@ LEGACY_IDLE_S = 3600  # an old-style temp (no pid in its name) untouched this lo
 _LEFTOVER = re.compile(r"\.ck(\d+)-[0-9a-f]{8}\.(tmp|old)")
 _LEGACY_OLD = re.compile(r"\.old-(\d+)")
 _LEGACY_TMP = re.compile(r"\.[a-z0-9_]{8}\.tmp")
+_LEGACY_BUILD = re.compile(r"\.build-[a-z0-9_]{8}")  # render/pack scratch folders, once made beside the output
+_LEGACY_BUILD_FILES = {"rows.arrow", "ds"}
 _LIVE: set[str] = set()  # temp/old/journal paths this process is using now (its pid may be a reused one)
 
 
@@ -150,7 +153,7 @@ def sweep(target: str | os.PathLike) -> None:
                 legacy.append(p)
         elif _LEGACY_TMP.fullmatch(rest):
             with contextlib.suppress(OSError):
-                if time.time() - e.stat(follow_symlinks=False).st_mtime > LEGACY_IDLE_S:
+                if _idle(p) > LEGACY_IDLE_S:
                     legacy.append(p)
     if olds and not os.path.lexists(target):  # a two-rename folder swap was cut between its renames
         pid, old = olds[0]
@@ -160,6 +163,22 @@ def sweep(target: str | os.PathLike) -> None:
         olds = [(q, t) for q, t in olds if t != old or new is not None]
     for p in [t for _, t in tmps] + [t for _, t in olds] + legacy:
         _remove(p)
+
+
+def _idle(p: Path) -> float:
+    """Seconds since `p` or anything directly in it last changed."""
+    times = [p.lstat().st_mtime] + [c.lstat().st_mtime for c in p.iterdir()] if p.is_dir() else [p.lstat().st_mtime]
+    return time.time() - max(times)
+
+
+def _sweep_legacy_builds(parent: Path) -> None:
+    """Scratch folders older versions left beside an output (recognised by name and content)."""
+    with contextlib.suppress(OSError):
+        for e in os.scandir(parent):
+            if _LEGACY_BUILD.fullmatch(e.name) and e.is_dir(follow_symlinks=False):
+                p = Path(e.path)
+                if set(os.listdir(p)) <= _LEGACY_BUILD_FILES and _idle(p) > LEGACY_IDLE_S:
+                    _remove(p)
 
 
 def _read_journal(path: Path) -> dict | None:
@@ -415,6 +434,7 @@ def atomic_dir(path: str | os.PathLike, command: str = "unknown", overwrite: boo
     if path.parent == path or _holds_cwd(path):
         raise OutputError(f"{path}: is the current directory or holds it; choose another output directory")
     sweep(path)
+    _sweep_legacy_builds(path.parent)
     check_dir_output(path)
     if not overwrite and os.path.lexists(path):
         raise OutputError(f"{path}: already exists")

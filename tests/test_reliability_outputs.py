@@ -241,8 +241,16 @@ def test_leftovers_of_dead_runs_go_and_never_fail_a_run(ws, tmp_path):
         for name in gone + kept:
             (tmp_path / name).mkdir()
             (tmp_path / name / "report.json").write_text("{}")  # non-empty, as a killed swap leaves it
+        (tmp_path / ".build-ab12cd34").mkdir()  # render's scratch folder, as older versions left it
+        (tmp_path / ".build-ab12cd34" / "rows.arrow").write_bytes(b"partial")
+        (tmp_path / ".build-zz12cd34").mkdir()  # same name pattern, but holding something else: kept
+        (tmp_path / ".build-zz12cd34" / "notes.txt").write_text("mine")
+        kept.append(".build-zz12cd34")
         old = time.time() - 2 * 3600
-        os.utime(tmp_path / ".c.abcd_123.tmp", (old, old))  # an idle pre-marker temp: ours
+        for p in (tmp_path / ".c.abcd_123.tmp", tmp_path / ".c.abcd_123.tmp" / "report.json",
+                  tmp_path / ".build-ab12cd34", tmp_path / ".build-ab12cd34" / "rows.arrow",
+                  tmp_path / ".build-zz12cd34" / "notes.txt", tmp_path / ".build-zz12cd34"):
+            os.utime(p, (old, old))  # idle for two hours: pre-marker leftovers
         run("clean", ws / "news.jsonl", "-o", out)  # a stale .c.old-<our pid> used to fail this run
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept + ["c"])
     finally:
