@@ -255,6 +255,8 @@ class AtomicFiles:
         fh.write("\n")
 
     def commit(self) -> None:
+        if not self._items:
+            return
         for _, _, fh in self._items:
             fh.flush()
             os.fsync(fh.fileno())
