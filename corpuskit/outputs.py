@@ -25,8 +25,8 @@ Leftovers: temp and old paths are `.NAME.ck<pid>-<random>.tmp` / `.old`, never r
 leftover cannot make a run fail. Before writing NAME, a run removes the leftovers of NAME whose
 process is gone, and those older versions made (`.NAME.old-<pid>`; mkstemp temps and render/pack
 `.build-*` scratch folders idle for an hour).
-A live process's leftovers are never touched. Two runs writing the same output at once are not
-supported (the last rename wins).
+A live process's leftovers are never touched (pids are this machine's: one output folder written
+from two machines at once is not supported, nor are two runs writing the same output at once).
 
 JSON is written with `ensure_ascii=False` and keys in the order given, so the same records always
 give the same bytes.
