@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 
 import click
 
 from corpuskit.cli_util import handle_errors
+from corpuskit.overlap import check_paths
 from trainers import __version__
 from trainers.errors import TrainError
 
@@ -117,6 +119,10 @@ DEFAULT_LR = {"pretrain": 2e-4, "sft": 2e-5}
 
 
 def _run(mode: str, kwargs: dict) -> None:
+    ds = kwargs.get("deepspeed")
+    check_paths({"--data": kwargs["data"], "--model": kwargs["model"], "--tokenizer": kwargs["tokenizer"],
+                 "--deepspeed": ds if ds and os.path.isfile(ds) else None},
+                dirs={"--output": kwargs["output"]}, replaced=False)
     require_train_extra(deepspeed=bool(kwargs.get("deepspeed")))
     from trainers.run import RunOptions, train
 
@@ -168,6 +174,7 @@ def merge_lora_cmd(adapter: str, base: str, output: str) -> None:
     Example:
       trainers merge-lora --adapter run/model --base llama2-7b/ -o merged/
     """
+    check_paths({"--adapter": adapter, "--base": base}, dirs={"--output": output})
     require_train_extra()
     from trainers.run import merge_lora
 

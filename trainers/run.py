@@ -252,7 +252,7 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     if len(tokenizer) > rows:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
-    with atomic_dir(output) as tmp:
+    with atomic_dir(output, "trainers merge-lora") as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         report = StageReport(command="trainers merge-lora", inputs=[adapter, base])

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import click
 
+import os
+
 from corpuskit.bucket.inputs import category_options
 from corpuskit.bucket.run import UnknownCategories, bucket
 from corpuskit.bucket.weights import parse_weights
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors,
                                 inputs_argument, seed_option, workers_option)
+from corpuskit.overlap import check_paths
 
 
 @click.command("bucket")
@@ -50,6 +53,8 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
       corpuskit bucket shards/ -o buckets -n 64 --workers 16
       corpuskit bucket data/ -o buckets -n 4 --weights weights.json --category-field source
     """
+    check_paths({"input": inputs, "--weights": weights_spec if weights_spec and os.path.isfile(weights_spec) else None},
+                dirs={"-o": outdir})
     weights = parse_weights(weights_spec)
     try:
         report, manifest = bucket(inputs, outdir, num_buckets, seed, weights, shuffle, category_field,

@@ -42,7 +42,7 @@ def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, 
     weights = weights or {}
     files = expand_inputs(inputs)
     report = StageReport("bucket", inputs=files)
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "bucket") as tmp:
         with atomic_file(tmp / "rejected.jsonl") as rejected:
             def on_reject(rej: Rejected) -> None:
                 report.reject(rej)

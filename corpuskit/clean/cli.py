@@ -11,6 +11,7 @@ from corpuskit.clean.minhash import SHINGLES, MinHashParams
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
                                 seed_option, workers_option)
+from corpuskit.overlap import check_paths
 
 
 def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
@@ -61,6 +62,8 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
       corpuskit clean 199801.txt --from peoples-daily -o pd_clean --workers 4
       corpuskit clean crawl/ -o out --filters my_filters.yaml --threshold 0.7 --shingle jieba
     """
+    check_paths({"input": inputs, "--filters": filters_spec if os.path.isfile(filters_spec) else None},
+                dirs={"-o": outdir})
     try:
         config = load_config(filters_spec)
     except ConfigError as e:

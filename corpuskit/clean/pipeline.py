@@ -223,7 +223,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     if "minhash" in opts.dedup:
         dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed,
                           lsh_index=mh.lsh_index)
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "clean") as tmp:
         events_path = tmp / ".events"
         origins = _Origins(files)
         index = NearDupIndex(mh) if "minhash" in opts.dedup else None

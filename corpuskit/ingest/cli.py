@@ -10,19 +10,23 @@ import click
 from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
                                 progress, warn)
 from corpuskit.ingest import REPAIRS, expand_inputs, iter_records
-from corpuskit.outputs import atomic_file, dumps
+from corpuskit.outputs import atomic_files, dumps
+from corpuskit.overlap import check_paths
 from corpuskit.records import Rejected
 from corpuskit.report import StageReport
 
 
 def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
-            category=None):
-    """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report."""
+            category=None, report_path=None):
+    """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report.
+
+    The output, the rejects and the report (`report_path`) are published together or not at all."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
     shown = 0
     seen_files: set[str] = set()
-    with atomic_file(output) as out, atomic_file(rejects_path) as rej:
+    with atomic_files() as outputs:
+        out, rej = outputs.open(output), outputs.open(rejects_path)
         repaired = report.details.setdefault("repaired", {}) if repairs else {}
         for item in progress(iter_records(files, fmt, to, encoding, repairs), "convert"):
             seen_files.add(item.origin.path)
@@ -39,11 +43,13 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
                 for name in item.repairs:
                     repaired[name] = repaired.get(name, 0) + 1
                 out.write(dumps(item.to_json()) + "\n")
-    empty = [f for f in files if f not in seen_files]
-    for f in empty:
-        warn(f"{f}: no records (empty or blank lines only)")
-    if empty:
-        report.details["files_without_records"] = empty
+        empty = [f for f in files if f not in seen_files]
+        for f in empty:
+            warn(f"{f}: no records (empty or blank lines only)")
+        if empty:
+            report.details["files_without_records"] = empty
+        if report_path:
+            outputs.write_json(report_path, report.to_json())
     return report
 
 
@@ -90,10 +96,9 @@ def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repai
     if rejects_path is None:
         p = Path(output)
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category)
-    if report_path:
-        from corpuskit.outputs import write_json
-        write_json(report_path, report.to_json())
+    check_paths({"input": inputs}, files={"-o": output, "--rejects": rejects_path, "--report": report_path})
+    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category,
+                     report_path=report_path)
     click.echo(report.summary(), err=True)
     if report.details.get("repaired"):
         click.echo("repaired (kept after an opt-in fix): " +

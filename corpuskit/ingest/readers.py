@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from corpuskit.outputs import LEGACY_MARKER, read_marker, settle
 from corpuskit.records import Origin
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
@@ -66,19 +67,25 @@ def _files_under(directory: str) -> list[str]:
 # Data files of corpuskit output folders that users feed onward (`corpuskit render buckets/`).
 # Such a folder also holds report.json, manifest.json and rejected.jsonl, which are not records.
 STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"]}
-_STAGE_MARKER = "report.json"
+
+
+def _stage_command(folder: Path) -> str | None:
+    """The command that wrote `folder`: from its ownership marker, else (folders written before
+    markers existed) from its report.json."""
+    marker = read_marker(folder)
+    if marker is not None:
+        return marker["command"]
+    try:
+        command = json.loads((folder / LEGACY_MARKER).read_text(encoding="utf-8")).get("command")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return command if isinstance(command, str) else None
 
 
 def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
     """The data files of a corpuskit output folder, or None if `folder` is not one."""
     folder = Path(folder)
-    marker = folder / _STAGE_MARKER
-    if not marker.is_file():
-        return None
-    try:
-        command = json.loads(marker.read_text(encoding="utf-8")).get("command")
-    except (OSError, ValueError, AttributeError):
-        return None
+    command = _stage_command(folder)
     if command is None:
         return None
     patterns = STAGE_DATA.get(command)
@@ -99,7 +106,8 @@ def _expand_dir(directory: str) -> list[str]:
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     """Files, directories (recursively, supported suffixes only) and globs, each in sorted order.
 
-    A corpuskit output folder (it holds report.json) contributes only its data files."""
+    A corpuskit output folder (it holds the ownership marker, or an older one's report.json)
+    contributes only its data files."""
     out: list[str] = []
     for item in inputs:
         s = str(item)
@@ -119,6 +127,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
             if not os.path.exists(s):
                 raise InputError(s, "no such file or directory")
             out.append(s)
+    for f in out:
+        settle(f)  # finish (or undo) a set of outputs a killed run left half-renamed
     return out
 
 

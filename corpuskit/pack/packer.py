@@ -18,6 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from corpuskit.outputs import atomic_dir, write_json
+from corpuskit.overlap import check_paths
 from corpuskit.pack.bfd import STRATEGIES
 from corpuskit.render.dataset_io import PACK_FEATURES, write_dataset
 from corpuskit.render.tokenize import IGNORE
@@ -83,9 +84,8 @@ def pack_dir(rdir: str | Path, outdir: str | Path, seq_len: int, strategy: str =
     from datasets import load_from_disk
 
     rdir = Path(rdir)
-    if Path(outdir).resolve() == rdir.resolve():
-        raise PackError(f"{outdir}: the output would replace the input; choose another -o")
     manifest = read_render_manifest(rdir)
+    check_paths({"INPUT_DIR": rdir}, dirs={"-o": outdir})
     t0 = time.perf_counter()
     ds = load_from_disk(str(rdir))
     table = ds.data.table
@@ -132,7 +132,7 @@ def pack_dir(rdir: str | Path, outdir: str | Path, seq_len: int, strategy: str =
     tokens_in = int(lengths.sum())
     trained_in = _trained(labels_col)
     report = StageReport("pack", inputs=[str(rdir)])
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "pack") as tmp:
         n_rows = write_dataset(tmp, PACK_FEATURES, rows(), batch_rows=256)
         if totals["tokens"] != tokens_in or totals["trained"] != trained_in:
             raise AssertionError(f"pack lost tokens: in {tokens_in} ({trained_in} trained), "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import os
 import sys
 
 import click
 
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
                                 progress, warn, workers_option)
+from corpuskit.overlap import check_paths
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
 from corpuskit.render.templates import (BUILTINS, ChatTemplate, TemplateError, builtin_source, check_has_generation,
@@ -107,6 +109,9 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
         raise UsageProblem("--truncation turns applies to --mode sft only; use right or drop")
     tok = TokenizerDir.load(tokenizer_dir)
     template = resolve_template(template_name, tok, mode)
+    if output is not None:
+        check_paths({"input": inputs, "--tokenizer": tokenizer_dir, "--template": _template_file(template_name)},
+                    dirs={"-o": output})
     opts = RenderOptions(mode=mode, max_length=max_length, truncation=truncation, train_on=train_on,
                          truncate=not group_texts)
     if show:
@@ -123,6 +128,10 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
     if d["untrained_blocks_dropped"]:
         click.echo(f"left out {d['untrained_blocks_dropped']} --group-texts blocks "
                    f"({d['untrained_block_tokens_dropped']} tokens) that lie wholly inside masked sources", err=True)
+
+
+def _template_file(name: str | None) -> str | None:
+    return name if name and name not in BUILTINS and os.path.isfile(name) else None
 
 
 @click.group("template")
@@ -182,6 +191,10 @@ def template_export_cmd(name, tokenizer_dir, output):
       corpuskit template export chatml --tokenizer tok/ -o tok-chatml/
       corpuskit template export my_template.yaml --tokenizer tok/
     """
+    if output is not None:
+        if os.path.realpath(output) == os.path.realpath(tokenizer_dir):
+            raise UsageProblem(f"-o {output} is the --tokenizer folder itself; leave out -o to export in place")
+        check_paths({"--tokenizer": tokenizer_dir, "NAME": _template_file(name)}, dirs={"-o": output})
     info = export_template(load_template(name), tokenizer_dir, output)
     click.echo(f"wrote template {info['template']} into {info['dir']}", err=True)
     if info["added_tokens"]:

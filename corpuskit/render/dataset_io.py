@@ -54,10 +54,12 @@ class BatchWriter:
 
 
 def write_dataset(outdir: Path, features: Features, rows: Iterable[dict], batch_rows: int = 1000) -> int:
-    """Stream rows into a datasets directory at `outdir` (which may exist and be empty); returns row count."""
+    """Stream rows into a datasets directory at `outdir` (an `atomic_dir` temp folder); returns row count.
+
+    The scratch folder lies inside `outdir`, so a killed run leaves nothing beside the output."""
     outdir = Path(outdir)
     disable_progress_bars()  # our own bar is on the records; a second one for the copy is noise
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=outdir.parent) as tmp:
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=outdir) as tmp:
         arrow = Path(tmp) / "rows.arrow"
         w = BatchWriter(arrow, features, batch_rows)
         for row in rows:

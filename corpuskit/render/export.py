@@ -2,7 +2,8 @@
 
 Writes `chat_template.jinja` (what transformers 5 reads for `apply_chat_template`) and, for
 templates with their own markers (chatml), adds those markers as special tokens to
-tokenizer.json, so they are single tokens instead of a dozen pieces of text.
+tokenizer.json, so they are single tokens instead of a dozen pieces of text. Either every changed
+file is published or none is.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken
 
-from corpuskit.outputs import atomic_file
+from corpuskit.outputs import MARKER, AtomicFiles, atomic_dir, atomic_files
 from corpuskit.render.templates import ChatTemplate
 from corpuskit.render.tokenizer_dir import CHAT_TEMPLATE_FILE, TokenizerDir
 
@@ -23,20 +24,29 @@ def missing_special_tokens(tok: TokenizerDir, template: ChatTemplate) -> list[st
 
 
 def export_template(template: ChatTemplate, tokenizer_dir: str | Path, outdir: str | Path | None = None) -> dict:
-    """Write the template (and its special tokens) into `outdir` (default: the tokenizer dir itself)."""
+    """Write the template (and its special tokens) into `outdir` (default: the tokenizer dir itself).
+
+    In place, the changed files are published together (`atomic_files`); into `outdir`, the copy is
+    built in a temp folder and renamed into place whole (`atomic_dir`)."""
     src = Path(tokenizer_dir)
-    tok = TokenizerDir.load(src)  # validates the directory first
-    dest = Path(outdir) if outdir else src
-    if dest != src:
-        if dest.exists() and any(dest.iterdir()):
-            raise FileExistsError(f"{dest}: exists and is not empty; choose a new directory")
-        shutil.copytree(src, dest, dirs_exist_ok=True)
+    TokenizerDir.load(src)  # validates the directory first
+    if outdir is None or Path(outdir).resolve() == src.resolve():
+        with atomic_files() as files:
+            return _export_into(template, src, src, files)
+    with atomic_dir(outdir, "template export") as tmp:
+        shutil.copytree(src, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(MARKER))
+        with atomic_files() as files:
+            info = _export_into(template, tmp, Path(outdir), files)
+    return info
+
+
+def _export_into(template: ChatTemplate, dest: Path, shown: Path, files: AtomicFiles) -> dict:
+    tok = TokenizerDir.load(dest)
     before = tok.tokenizer.get_vocab_size(with_added_tokens=True)
     added = missing_special_tokens(tok, template)
     if added:
         tok.tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in added])
-        with atomic_file(dest / "tokenizer.json") as fh:
-            fh.write(tok.tokenizer.to_str(pretty=True))
+        files.open(dest / "tokenizer.json").write(tok.tokenizer.to_str(pretty=True))
     cfg_path = dest / "tokenizer_config.json"
     cfg = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
     changed = cfg.pop("chat_template", None) is not None  # the .jinja file is the one source
@@ -46,11 +56,10 @@ def export_template(template: ChatTemplate, tokenizer_dir: str | Path, outdir: s
             cfg["extra_special_tokens"] = extra + [t for t in added if t not in extra]
             changed = True
     if changed:
-        with atomic_file(cfg_path) as fh:
-            json.dump(cfg, fh, ensure_ascii=False, indent=2)
-            fh.write("\n")
-    with atomic_file(dest / CHAT_TEMPLATE_FILE) as fh:
-        fh.write(template.source)
+        fh = files.open(cfg_path)
+        json.dump(cfg, fh, ensure_ascii=False, indent=2)
+        fh.write("\n")
+    files.open(dest / CHAT_TEMPLATE_FILE).write(template.source)
     after = tok.tokenizer.get_vocab_size(with_added_tokens=True)
-    return {"template": template.name, "dir": str(dest), "added_tokens": added,
+    return {"template": template.name, "dir": str(shown), "added_tokens": added,
             "vocab_size_before": before, "vocab_size": after}

@@ -168,7 +168,7 @@ def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, temp
                           (str(tok.path), template, opts))
     rows = (grouped_rows(results, group_texts, report, stats) if group_texts
             else rendered_rows(results, report, stats))
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "render") as tmp:
         write_dataset(tmp, RENDER_FEATURES, rows)
         report.time("render", time.perf_counter() - t0)
         report.details.update({

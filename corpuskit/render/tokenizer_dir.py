@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from corpuskit.outputs import settle
+
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
@@ -49,6 +51,8 @@ class TokenizerDir:
     def load(cls, path: str | Path) -> "TokenizerDir":
         path = Path(path)
         tj, cfg_path = path / "tokenizer.json", path / "tokenizer_config.json"
+        for f in (tj, cfg_path, path / CHAT_TEMPLATE_FILE):
+            settle(f)  # a `template export` killed mid-commit: finish it before reading
         if not tj.is_file():
             raise TokenizerDirError(f"{path}: no tokenizer.json (need a Hugging Face fast-tokenizer directory)")
         cfg = {}

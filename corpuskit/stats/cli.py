@@ -7,7 +7,8 @@ import click
 from corpuskit.bucket.inputs import category_options
 from corpuskit.cli_util import encoding_option, from_option, handle_errors, inputs_argument, progress, warn
 from corpuskit.ingest import expand_inputs, iter_records
-from corpuskit.outputs import write_json
+from corpuskit.outputs import atomic_files
+from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
 from corpuskit.stats.collect import collect_stats
 from corpuskit.stats.render import save_plot, to_json, to_text
@@ -39,6 +40,7 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
       corpuskit stats news.jsonl chats.jsonl --category-by-file
       corpuskit stats clean-out/ --tokenizer llama2-hf/ --json stats.json --plot lengths.png --workers 8
     """
+    check_paths({"input": inputs, "--tokenizer": tokenizer}, files={"--json": json_path, "--plot": plot_path})
     files = expand_inputs(inputs)
     count_tokens = None
     if tokenizer:
@@ -58,7 +60,8 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
     if shown[0] > SHOW_REJECTS:
         warn(f"... and {shown[0] - SHOW_REJECTS} more rejected records")
     click.echo(to_text(stats), nl=False)
-    if json_path:
-        write_json(json_path, to_json(stats, files, category_field, default_category, tokenizer))
-    if plot_path:
-        save_plot(stats, plot_path)
+    with atomic_files() as outputs:  # --json and --plot describe one run: published together
+        if json_path:
+            outputs.write_json(json_path, to_json(stats, files, category_field, default_category, tokenizer))
+        if plot_path:
+            save_plot(stats, outputs.open(plot_path, "wb"))

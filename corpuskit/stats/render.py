@@ -81,8 +81,9 @@ def to_text(stats: CorpusStats) -> str:
     return "\n".join(parts) + "\n"
 
 
-def save_plot(stats: CorpusStats, path: str) -> None:
-    """Grouped bars per length bin; matplotlib is imported only here, with the Agg canvas (no display)."""
+def save_plot(stats: CorpusStats, path_or_file) -> None:
+    """Grouped bars per length bin, as PNG to a path (written atomically) or an open binary file;
+    matplotlib is imported only here, with the Agg canvas (no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -105,5 +106,8 @@ def save_plot(stats: CorpusStats, path: str) -> None:
     if names:
         ax.legend()
     fig.tight_layout()
-    with atomic_file(path, "wb") as fh:
+    if hasattr(path_or_file, "write"):
+        fig.savefig(path_or_file, format="png", metadata={"Software": None})
+        return
+    with atomic_file(path_or_file, "wb") as fh:
         fig.savefig(fh, format="png", metadata={"Software": None})

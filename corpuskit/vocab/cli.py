@@ -11,6 +11,7 @@ from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inp
                                 seed_option, workers_option)
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, atomic_file, dumps
+from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
 
 
@@ -49,6 +50,7 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
     """
     from corpuskit.vocab import train
 
+    check_paths({"input": inputs}, dirs={"-o": outdir})
     files = expand_inputs(inputs)
     report = StageReport("train-vocab", inputs=files)
     t0 = time.perf_counter()
@@ -64,19 +66,19 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
         report.time("jieba", time.perf_counter() - t0)
     t0 = time.perf_counter()
     click.echo(f"training a {vocab_size}-piece {model_type} model on {len(sentences)} lines ...", err=True)
-    try:
-        model, vocab = train.train_sentencepiece(sentences, vocab_size, model_type, character_coverage,
-                                                 normalization, workers, seed, delimiter)
-    except train.TrainingFailed as e:
-        raise click.ClickException(f"SentencePiece training failed: {e}") from e
-    report.time("train", time.perf_counter() - t0)
-    report.details.update({
-        "vocab_size": vocab_size, "model_type": model_type, "pre_tokenize": pre_tokenize,
-        "normalization": normalization, "character_coverage_setting": character_coverage, "seed": seed,
-        "lines_seen": sample.lines_seen, "lines_trained": len(sentences),
-        "lines_cut_at_1000_chars": sample.long_lines_cut,
-        **train.held_back_metrics(model, sample.held_back)})
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "train-vocab") as tmp:  # SentencePiece's scratch files live inside it too
+        try:
+            model, vocab = train.train_sentencepiece(sentences, vocab_size, model_type, character_coverage,
+                                                     normalization, workers, seed, delimiter, workdir=tmp)
+        except train.TrainingFailed as e:
+            raise click.ClickException(f"SentencePiece training failed: {e}") from e
+        report.time("train", time.perf_counter() - t0)
+        report.details.update({
+            "vocab_size": vocab_size, "model_type": model_type, "pre_tokenize": pre_tokenize,
+            "normalization": normalization, "character_coverage_setting": character_coverage, "seed": seed,
+            "lines_seen": sample.lines_seen, "lines_trained": len(sentences),
+            "lines_cut_at_1000_chars": sample.long_lines_cut,
+            **train.held_back_metrics(model, sample.held_back)})
         (tmp / "tokenizer.model").write_bytes(model)
         (tmp / "tokenizer.vocab").write_text(vocab, encoding="utf-8")
         report.write(tmp)
@@ -116,6 +118,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
     from corpuskit.vocab.evaluate import BUILTIN_SAMPLES, Evaluator, builtin_lines, file_lines
     from corpuskit.vocab.hf import write_hf_tokenizer
 
+    check_paths({"--base": base, "--add": adds, "--eval": evals}, dirs={"-o": outdir})
     t0 = time.perf_counter()
     base_proto = merge.read_base(base)
     report = StageReport("merge-vocab", inputs=[str(base), *adds])
@@ -123,7 +126,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
     merged = merge.apply_merge(base_proto, added)
     report.time("merge", time.perf_counter() - t0)
     evals_files = expand_inputs(evals) if evals else []
-    with atomic_dir(outdir) as tmp:
+    with atomic_dir(outdir, "merge-vocab") as tmp:
         t0 = time.perf_counter()
         (tmp / "tokenizer.model").write_bytes(merged.SerializeToString())
         write_hf_tokenizer(tmp / "tokenizer.model", tmp)
@@ -147,7 +150,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
                                "skipped_by_reason": dict(sorted(report.rejected.items())),
                                "eval": results})
         report.write(tmp, "merge-report")
-        report.write(tmp)  # report.json marks the folder as corpuskit's, so a rerun may replace it
+        report.write(tmp)  # the shared report name, beside merge-report.*
     click.echo(report.summary(), err=True)
     for name, r in results.items():
         click.echo(f"  {name}: tokens/char {r['tokens_per_char_base']} -> {r['tokens_per_char_merged']}, "

@@ -107,7 +107,8 @@ class TrainingFailed(Exception):
 
 
 def train_sentencepiece(sentences: list[str], vocab_size: int, model_type: str, character_coverage: float,
-                        normalization: str, workers: int, seed: int, delimiter: str | None) -> tuple[bytes, str]:
+                        normalization: str, workers: int, seed: int, delimiter: str | None,
+                        workdir: str | Path | None = None) -> tuple[bytes, str]:
     """Train offline on the in-memory sample; returns (model bytes, .vocab text).
 
     The settings mirror LLaMA-2's tokenizer (byte fallback, split digits, no whitespace folding)
@@ -121,7 +122,7 @@ def train_sentencepiece(sentences: list[str], vocab_size: int, model_type: str, 
     # Unigram EM sums expected counts per thread, so its scores change in the last digits with
     # the thread count; BPE training gives the same bytes for any thread count.
     threads = workers if model_type == "bpe" else 1
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:  # in the output's temp folder: no leftover
         prefix = str(Path(tmp) / "tokenizer")
         kwargs = dict(
             sentence_iterator=iter(sentences), model_prefix=prefix, vocab_size=vocab_size,
