@@ -307,3 +307,19 @@ def test_links_and_extra_files_make_a_checkpoint_unusable(tmp_path):
     (ckpt / "trainer_state.json").unlink()
     (ckpt / "trainer_state.json").symlink_to(tmp_path / "elsewhere.json")
     assert "link or special file" in checkpoints.verify(ckpt)
+
+
+def test_a_torch_file_the_scan_cannot_read_is_refused(tmp_path):
+    import torch
+
+    ckpt = tmp_path / "checkpoint-2"
+    ckpt.mkdir()
+    (ckpt / "trainer_state.json").write_text("{}")
+    torch.save({"step": torch.tensor(2)}, ckpt / "scheduler.pt", _use_new_zipfile_serialization=False)
+    checkpoints.write_manifest(ckpt, 2)
+    with pytest.raises(checkpoints.CheckpointError, match="scheduler.pt is not a torch checkpoint trainers can "
+                                                          "inspect.*refusing to resume"):
+        checkpoints.resolve_resume(str(ckpt), tmp_path)
+    torch.save({"step": torch.tensor(2)}, ckpt / "scheduler.pt")  # the zip format every torch.save writes
+    checkpoints.write_manifest(ckpt, 2)
+    assert checkpoints.resolve_resume(str(ckpt), tmp_path) == str(ckpt)

@@ -62,25 +62,26 @@ def _files(folder: Path) -> Iterator[Path]:
             yield Path(root) / name
 
 
-def _digest(path: Path) -> str:
+def _digest(path: Path, sync: bool = False) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 22):
             h.update(chunk)
-        os.fsync(fh.fileno())  # on disk before the rename publishes it
+        if sync:
+            os.fsync(fh.fileno())  # on disk before the rename publishes it
     return h.hexdigest()
 
 
-def _digests(paths: list[Path]) -> list[str]:
+def _digests(paths: list[Path], sync: bool = False) -> list[str]:
     # hashlib releases the GIL: a few threads read the shards of a large checkpoint in parallel
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        return list(pool.map(_digest, paths))
+        return list(pool.map(lambda p: _digest(p, sync), paths))
 
 
 def write_manifest(folder: Path, step: int) -> None:
     paths = [p for p in _files(folder) if p.name != MANIFEST or p.parent != folder]
     files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": d}
-             for p, d in zip(paths, _digests(paths))}
+             for p, d in zip(paths, _digests(paths, sync=True))}
     tmp = folder / f".{MANIFEST}.tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump({"format": FORMAT, "step": step, "files": files}, fh, indent=1)
@@ -96,13 +97,14 @@ def verify(folder: Path, digests: bool = True) -> str | None:
     if not folder.is_dir():
         return "not a folder"
     if not manifest_path.is_file():
-        return f"no {MANIFEST} (incomplete: its save never finished)"
+        return f"no {MANIFEST} (its save never finished, or a trainers without checkpoint manifests wrote it)"
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        files = manifest["files"]
-        assert manifest.get("format") == FORMAT and isinstance(files, dict)
-    except (OSError, ValueError, KeyError, TypeError, AssertionError):
-        return f"{MANIFEST} is unreadable or not a trainers checkpoint manifest"
+    except (OSError, ValueError):
+        manifest = None
+    files = manifest.get("files") if isinstance(manifest, dict) and manifest.get("format") == FORMAT else None
+    if not isinstance(files, dict) or not all(isinstance(v, dict) for v in files.values()):
+        return f"{MANIFEST} is unreadable or not a {FORMAT} manifest"
     present = {}
     for p in _files(folder):
         rel = p.relative_to(folder).as_posix()
@@ -125,9 +127,9 @@ def verify(folder: Path, digests: bool = True) -> str | None:
     return None
 
 
-def unsafe_pickles(folder: Path) -> list[tuple[str, list[str]]]:
-    """(file, globals) for every torch file the resume loads that names a global outside the allow-list,
-    read from the pickle opcodes without unpickling anything."""
+def unsafe_pickles(folder: Path) -> list[tuple[str, str]]:
+    """(file, problem) for every torch file the resume loads that names a global outside the allow-list
+    (read from the pickle opcodes, nothing is unpickled) or cannot be read that way."""
     import torch
 
     found = []
@@ -138,10 +140,10 @@ def unsafe_pickles(folder: Path) -> list[tuple[str, list[str]]]:
         try:
             names = torch.serialization.get_unsafe_globals_in_checkpoint(str(p))
         except Exception as e:  # noqa: BLE001 - not a torch zip file, or a pickle that does not parse
-            found.append((rel, [f"unreadable as a torch checkpoint: {' '.join(str(e).split())[:120]}"]))
+            found.append((rel, f"is not a torch checkpoint trainers can inspect ({' '.join(str(e).split())[:120]})"))
             continue
         if bad := [n for n in names if n not in ALLOWED_GLOBALS]:
-            found.append((rel, bad))
+            found.append((rel, f"names {', '.join(bad[:3])}, which unpickling would call"))
     return found
 
 
@@ -178,9 +180,9 @@ def resolve_resume(resume: str | None, run_dir: Path, echo: Callable[[str], None
         if reason := verify(ckpt):
             raise CheckpointError(f"--resume {resume}: not a complete trainers checkpoint: {reason}")
     if bad := unsafe_pickles(ckpt):
-        rel, names = bad[0]
-        raise CheckpointError(f"--resume {ckpt}: {rel} holds pickled objects trainers does not load "
-                              f"({', '.join(names[:3])}), which could run code; refusing to resume from it")
+        rel, problem = bad[0]
+        raise CheckpointError(f"--resume {ckpt}: {rel} {problem}; refusing to resume from it (a checkpoint "
+                              "may hold only tensors, containers and the classes trainers allows)")
     return str(ckpt)
 
 
