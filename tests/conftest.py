@@ -33,3 +33,48 @@ def llama2_tokenizer_dir(tmp_path_factory, llama2_model) -> Path:
     out = tmp_path_factory.mktemp("llama2-hf")
     write_hf_tokenizer(llama2_model, out)
     return out
+
+
+# --- trainers: real `corpuskit` output to train on (helpers in trainers_helpers.py) ---
+
+@pytest.fixture(scope="session")
+def chats_jsonl(tmp_path_factory) -> Path:
+    from trainers_helpers import sharegpt_chats
+
+    return sharegpt_chats(tmp_path_factory.mktemp("chats") / "chats.jsonl")
+
+
+@pytest.fixture(scope="session")
+def packed_dir(tmp_path_factory, llama2_tokenizer_dir, chats_jsonl) -> Path:
+    """The ShareGPT sample bucketed in two, rendered (llama2 template, <= 96 tokens) and packed into
+    rows of 256 tokens by the real commands: 15 rows, groups bucket-00000 / bucket-00001."""
+    from trainers_helpers import ck, render_and_pack
+
+    root = tmp_path_factory.mktemp("packed")
+    ck("bucket", chats_jsonl, "-o", root / "buckets", "-n", 2)
+    return render_and_pack(root / "buckets", llama2_tokenizer_dir, root)
+
+
+@pytest.fixture(scope="session")
+def sft_samples(packed_dir) -> list[dict]:
+    """The rendered samples packed_dir was packed from (input_ids, labels, origin, category)."""
+    from trainers_helpers import rendered_rows
+
+    return rendered_rows(packed_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A saved random tiny LLaMA (the shipped config), as a base for LoRA / prefix tuning / merging."""
+    import json
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from trainers_helpers import TINY_CONFIG
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(**json.loads(TINY_CONFIG.read_text())))
+    out = tmp_path_factory.mktemp("tiny-llama") / "model"
+    model.save_pretrained(out)
+    return out

@@ -10,8 +10,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from test_trainers_fixtures import TINY_CONFIG, packed_dir, sft_samples, write_packed_dir  # noqa: F401
 from trainers.cli import main
+from trainers_helpers import TINY_CONFIG
 
 
 def invoke(*args):
@@ -43,9 +43,14 @@ def test_tokenizer_mismatch_is_caught_before_training(packed_dir, llama2_tokeniz
     assert not (tmp_path / "run").exists()
 
 
-def test_all_masked_labels_are_refused(llama2_tokenizer_dir, sft_samples, tmp_path):
-    masked = [dict(s, labels=[-100] * len(s["labels"])) for s in sft_samples[:4]]
-    pdir = write_packed_dir(tmp_path / "pdir", llama2_tokenizer_dir, {"a.jsonl": masked}, seq_len=256)
+def test_all_masked_labels_are_refused(packed_dir, llama2_tokenizer_dir, tmp_path):
+    # real pack output whose labels were all masked afterwards (render itself never writes such rows)
+    from datasets import load_from_disk
+
+    pdir = tmp_path / "pdir"
+    table = load_from_disk(str(packed_dir)).map(lambda r: {"labels": [-100] * len(r["labels"])})
+    table.save_to_disk(str(pdir))
+    shutil.copy(packed_dir / "manifest.json", pdir / "manifest.json")
     result = sft(pdir, llama2_tokenizer_dir, tmp_path / "run")
     assert result.exit_code == 1 and "all labels are masked" in result.output
 

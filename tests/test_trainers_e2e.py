@@ -5,19 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from corpuskit.cli import main as corpuskit
-from test_trainers_fixtures import TINY_CONFIG
-from test_trainers_train import details, losses, run_trainers
+from trainers_helpers import TINY_CONFIG, ck, details, losses, run_trainers
 
 pytestmark = pytest.mark.slow
-
-
-def ck(*args):
-    result = CliRunner().invoke(corpuskit, [str(a) for a in args])
-    assert result.exit_code == 0, (args, result.output, result.exception)
-    return result
 
 
 def test_sharegpt_to_trained_model(data_dir, llama2_tokenizer_dir, tmp_path):

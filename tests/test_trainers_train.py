@@ -7,83 +7,38 @@ CPU here; the first run JIT-builds its small shared-memory comm op (~30 s, cache
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from test_trainers_fixtures import (TINY_CONFIG, packed_dir, render_samples, sft_samples,  # noqa: F401
-                                    sharegpt_pairs, tiny_model_dir, write_packed_dir)
+from trainers_helpers import (TINY_CONFIG, common, deepspeed_launcher, details, losses, render_and_pack,
+                              run_trainers, select_records, tensorboard_tags)
 
-TRAINERS = str(Path(sys.executable).parent / "trainers")
 pytestmark = pytest.mark.slow
-
-
-def run_trainers(*args, check=True, launcher: list[str] | None = None) -> subprocess.CompletedProcess:
-    """`trainers ARGS`, or `LAUNCHER... trainers ARGS` (the `deepspeed` launcher form of the README)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false", PYTHONWARNINGS="ignore")
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "TENSORBOARD_LOGGING_DIR"):
-        env.pop(key, None)
-    cmd = [*(launcher or []), TRAINERS, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n"
-                             f"{proc.stderr[-4000:]}")
-    return proc
-
-
-def deepspeed_launcher() -> list[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "1", "--master_port", str(port)]
-
-
-def losses(run_dir: Path) -> list[float]:
-    state = json.loads((run_dir / "trainer_state.json").read_text())
-    return [h["loss"] for h in state["log_history"] if "loss" in h]
-
-
-def details(run_dir: Path) -> dict:
-    return json.loads((run_dir / "report.json").read_text())["details"]
-
-
-def tensorboard_tags(run_dir: Path) -> set[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    tags = set()
-    for events in (run_dir / "tensorboard").rglob("events.out.tfevents.*"):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        tags |= set(acc.Tags()["scalars"])
-    return tags
-
-
-def common(pdir, model, tokenizer, out):
-    return ["--data", pdir, "--model", model, "--tokenizer", tokenizer, "--output", out]
 
 
 def test_full_sft_with_zero2_trains_logs_and_saves(packed_dir, llama2_tokenizer_dir, tmp_path):
     out = tmp_path / "run"
     run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, out), "--deepspeed", "zero2",
-                 "--max-steps", 4, "--batch-size", 2, "--lr", 1e-3)
+                 "--max-steps", 4, "--batch-size", 3, "--lr", 1e-3)
     d = details(out)
     assert d["steps"] == 4 and d["zero_stage"] == 2 and d["attention"] == "sdpa"
-    # bucket 0 holds 6 rows (3 batches of 2), then bucket 1 starts: buckets are trained in order
+    # buckets are trained in order: the bucket logged at each step is that of its batch's last row
+    manifest = json.loads((packed_dir / "manifest.json").read_text())
+    group_of = [gi for gi, g in enumerate(manifest["groups"]) for _ in range(g["start"], g["end"])]
+    expected = [group_of[min(3 * (step + 1), len(group_of)) - 1] for step in range(4)]
+    assert expected[0] == 0 and expected[-1] == 1
     state = json.loads((out / "trainer_state.json").read_text())
-    assert [h["bucket"] for h in state["log_history"] if "loss" in h] == [0, 0, 0, 1]
+    assert [h["bucket"] for h in state["log_history"] if "loss" in h] == expected
     assert (out / "model" / "model.safetensors").is_file() and (out / "model" / "tokenizer.json").is_file()
     ds = json.loads((out / "ds_config.json").read_text())
-    assert ds["train_micro_batch_size_per_gpu"] == 2 and ds["zero_optimization"]["stage"] == 2
+    assert ds["train_micro_batch_size_per_gpu"] == 3 and ds["zero_optimization"]["stage"] == 2
     tags = tensorboard_tags(out)
     for tag in ("train/loss", "train/learning_rate", "train/tokens_per_second", "train/token_accuracy",
                 "train/bucket", "train/category/chat"):
         assert tag in tags, (tag, sorted(tags))
     report = json.loads((out / "report.json").read_text())
-    assert report["counts"] == {"input": 11, "kept": 11, "rejected": {}}
+    n = manifest["sequences"]
+    assert report["counts"] == {"input": n, "kept": n, "rejected": {}}
 
 
 def test_zero3_under_the_deepspeed_launcher_trains_and_saves_a_loadable_full_model(packed_dir, llama2_tokenizer_dir,
@@ -101,8 +56,10 @@ def test_zero3_under_the_deepspeed_launcher_trains_and_saves_a_loadable_full_mod
     assert model.get_input_embeddings().weight.shape == (32000, 64)
 
 
-def test_tiny_fixed_set_overfits(llama2_tokenizer_dir, sft_samples, tmp_path):
-    pdir = write_packed_dir(tmp_path / "pdir", llama2_tokenizer_dir, {"one.jsonl": sft_samples[:2]}, seq_len=256)
+def test_tiny_fixed_set_overfits(llama2_tokenizer_dir, chats_jsonl, tmp_path):
+    first_two = [json.loads(line)["id"] for line in chats_jsonl.read_text().splitlines()[:2]]
+    two = select_records(chats_jsonl, tmp_path / "two.jsonl", lambda r: r["id"] in first_two)
+    pdir = render_and_pack(two, llama2_tokenizer_dir, tmp_path)
     out = tmp_path / "run"
     run_trainers("sft", *common(pdir, TINY_CONFIG, llama2_tokenizer_dir, out), "--max-steps", 40, "--lr", 3e-3,
                  "--lr-scheduler", "constant", "--logging-steps", 1)
@@ -111,36 +68,24 @@ def test_tiny_fixed_set_overfits(llama2_tokenizer_dir, sft_samples, tmp_path):
     assert got[-1] < 0.3 * got[0], got
 
 
-def test_resume_continues_exactly(packed_dir, llama2_tokenizer_dir, tmp_path):
-    args = ["--deepspeed", "zero2", "--lr", 1e-3, "--lr-scheduler", "constant"]
-    straight = tmp_path / "straight"
-    run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, straight), *args, "--max-steps", 4)
-    resumed = tmp_path / "resumed"
-    run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, resumed), *args, "--max-steps", 2,
-                 "--save-steps", 2)
-    run_trainers("sft", *common(packed_dir, TINY_CONFIG, llama2_tokenizer_dir, resumed), *args, "--max-steps", 4,
-                 "--resume")
-    assert len(losses(straight)) == 4
-    assert losses(resumed) == pytest.approx(losses(straight), abs=1e-5)
-
-
 CJK_WORDS = ["中国", "我们", "可以", "一个", "什么", "这个"]
 
 
 @pytest.fixture(scope="module")
-def extended(tmp_path_factory, llama2_tokenizer_dir):
-    """A LLaMA-2 tokenizer with a few CJK words added, and Chinese-heavy rows rendered with it."""
+def extended(tmp_path_factory, llama2_tokenizer_dir, chats_jsonl):
+    """A LLaMA-2 tokenizer with a few CJK words added, and the Chinese-heavy ShareGPT conversations
+    rendered and packed with it."""
+    from datasets import load_from_disk
     from transformers import AddedToken, AutoTokenizer
 
     root = tmp_path_factory.mktemp("extended")
     tok = AutoTokenizer.from_pretrained(llama2_tokenizer_dir)
     tok.add_tokens([AddedToken(w, normalized=False) for w in CJK_WORDS])
     tok.save_pretrained(root / "tok")
-    tok = AutoTokenizer.from_pretrained(root / "tok")
-    pairs = [p for p in sharegpt_pairs(1000, every_turn=True) if sum("\u4e00" <= c <= "\u9fff" for c in p[0] + p[1]) > 50]
-    samples = render_samples(tok, pairs, max_len=128)
-    assert any(t >= 32000 for s in samples for t in s["input_ids"])  # the new pieces are really used
-    pdir = write_packed_dir(root / "pdir", root / "tok", {"zh.jsonl": samples}, seq_len=256)
+    chinese = select_records(chats_jsonl, root / "zh.jsonl", lambda r: sum(
+        "\u4e00" <= c <= "\u9fff" for m in r["messages"] for c in m["content"]) > 50)
+    pdir = render_and_pack(chinese, root / "tok", root, max_length=128)
+    assert any(t >= 32000 for row in load_from_disk(str(pdir))["input_ids"] for t in row)  # the new pieces are used
     return root / "tok", pdir
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from test_trainers_fixtures import TINY_CONFIG, packed_dir, sft_samples, tiny_model_dir  # noqa: F401
+from trainers_helpers import TINY_CONFIG, ck, render_and_pack
 from trainers.data import IGNORE, GroupOrderedSampler, PackedCollator, PackedRows, UnpackedCollator
 
 
@@ -33,25 +34,31 @@ def separate_loss_sum(model, samples) -> tuple[float, int]:
     return total, count
 
 
-def row_of(samples):
-    return {"input_ids": [t for s in samples for t in s["input_ids"]],
-            "labels": [t for s in samples for t in s["labels"]],
-            "position_ids": [p for s in samples for p in range(len(s["input_ids"]))],
-            "seq_lens": [len(s["input_ids"]) for s in samples], "categories": ["chat"] * len(samples)}
+def two_packed_rows(packed_dir, sft_samples):
+    """Two real `corpuskit pack` rows of different length (the longer first), each holding several
+    samples, and the rendered samples inside them, found by origin so that the reference does not
+    depend on how pack cut the rows."""
+    rows = PackedRows(packed_dir)
+    multi = sorted((rows[i] for i in range(len(rows)) if len(rows[i]["seq_lens"]) >= 2),
+                   key=lambda r: -len(r["input_ids"]))
+    longer = multi[0]
+    shorter = next(r for r in multi if len(r["input_ids"]) < len(longer["input_ids"]))
+    by_origin = {s["origin"]: s for s in sft_samples}
+    samples = [by_origin[o] for r in (longer, shorter) for o in r["origins"]]
+    return [longer, shorter], samples
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
 @pytest.mark.parametrize("flatten", [False, True])
-def test_packed_batch_loss_equals_token_weighted_mean_of_separate_losses(sft_samples, attn, flatten):
+def test_packed_batch_loss_equals_token_weighted_mean_of_separate_losses(packed_dir, sft_samples, attn, flatten):
     model = tiny_model(attn).train()  # training mode: no dropout in this config, and no KV cache may sneak in
     # two packed rows of different length: the shorter one is padded in the non-flattened layout
-    rows = [row_of(sft_samples[0:3]), row_of(sft_samples[3:5])]
-    assert len(rows[0]["input_ids"]) != len(rows[1]["input_ids"])
+    rows, samples = two_packed_rows(packed_dir, sft_samples)
     batch = PackedCollator(pad_token_id=2, flatten=flatten)(rows)
     batch.pop("meta")
     with torch.no_grad():
         packed = float(model(**batch).loss)
-    total, count = separate_loss_sum(model, sft_samples[0:5])
+    total, count = separate_loss_sum(model, samples)
     assert packed == pytest.approx(total / count, abs=1e-5)
     # and a cross-sample mask would change it: one long "sample" gives a different loss
     leaky = dict(batch, position_ids=torch.arange(batch["input_ids"].shape[1]).expand_as(batch["input_ids"]))
@@ -59,27 +66,45 @@ def test_packed_batch_loss_equals_token_weighted_mean_of_separate_losses(sft_sam
         assert abs(float(model(**leaky).loss) - packed) > 1e-3
 
 
-def test_unpacked_collator_gives_the_same_loss_as_packing(sft_samples):
+def test_unpacked_collator_gives_the_same_loss_as_packing(packed_dir, sft_samples):
     model = tiny_model("sdpa")
-    rows = [row_of(sft_samples[0:3]), row_of(sft_samples[3:5])]
+    rows, samples = two_packed_rows(packed_dir, sft_samples)
     batch = UnpackedCollator(pad_token_id=2)(rows)
     batch.pop("meta")
-    assert batch["input_ids"].shape[0] == 5
-    total, count = separate_loss_sum(model, sft_samples[0:5])
+    assert batch["input_ids"].shape[0] == len(samples)
+    total, count = separate_loss_sum(model, samples)
     with torch.no_grad():
         assert float(model(**batch).loss) == pytest.approx(total / count, abs=1e-5)
 
 
-def test_collator_masks_each_sample_start_and_pads_with_own_positions(sft_samples):
-    rows = [row_of(sft_samples[0:2]), row_of(sft_samples[2:3])]
-    batch = PackedCollator(pad_token_id=0)(rows)
+@pytest.fixture(scope="module")
+def pretrain_packed_dir(tmp_path_factory, data_dir, llama2_tokenizer_dir):
+    """People's Daily through convert -> render --mode pretrain --group-texts 64 -> pack: text blocks
+    that start mid-text, so the first token of each sample has a real (trained) label."""
+    root = tmp_path_factory.mktemp("pretrain-packed")
+    ck("convert", data_dir / "peoples_daily_199801_head.txt", "--from", "peoples-daily", "--category", "news",
+       "-o", root / "news.jsonl")
+    return render_and_pack(root / "news.jsonl", llama2_tokenizer_dir, root, mode="pretrain",
+                           max_length=64, extra=("--group-texts", 64))
+
+
+def test_collator_masks_each_sample_start_and_pads_with_own_positions(pretrain_packed_dir):
+    rows = PackedRows(pretrain_packed_dir)
+    rows = sorted((rows[i] for i in range(len(rows)) if len(rows[i]["seq_lens"]) >= 2),
+                  key=lambda r: -len(r["input_ids"]))
+    rows = [rows[0], next(r for r in rows if len(r["input_ids"]) < len(rows[0]["input_ids"]))]
     n0 = rows[0]["seq_lens"][0]
+    assert rows[0]["labels"][0] != IGNORE and rows[0]["labels"][n0] != IGNORE  # grouped text blocks: trained
+    batch = PackedCollator(pad_token_id=0)(rows)
+    # the first token of each sample would be the target of the previous sample's last token
     assert batch["labels"][0, 0] == IGNORE and batch["labels"][0, n0] == IGNORE
+    assert batch["labels"][0, 1] == rows[0]["labels"][1] and batch["labels"][0, n0 + 1] == rows[0]["labels"][n0 + 1]
     short = len(rows[1]["input_ids"])
     pad = batch["input_ids"].shape[1] - short
-    assert batch["position_ids"][1, short:].tolist() == list(range(pad))
+    assert pad > 0 and batch["position_ids"][1, short:].tolist() == list(range(pad))
     assert (batch["labels"][1, short:] == IGNORE).all()
     assert batch["meta"]["tokens"] == len(rows[0]["input_ids"]) + short
+    assert batch["meta"]["categories"] == ["news"] * (len(rows[0]["seq_lens"]) + len(rows[1]["seq_lens"]))
 
 
 def test_sampler_keeps_bucket_order_and_shuffles_within_buckets_by_seed():
@@ -97,7 +122,12 @@ def test_sampler_keeps_bucket_order_and_shuffles_within_buckets_by_seed():
 
 def test_packed_rows_reads_groups_and_tags_rows(packed_dir):
     rows = PackedRows(packed_dir)
-    assert rows.group_names == ["bucket-00000.jsonl", "bucket-00001.jsonl"]
+    names = [Path(n).name for n in rows.group_names]
+    assert names == ["bucket-00000.jsonl", "bucket-00001.jsonl"]
+    manifest = json.loads((packed_dir / "manifest.json").read_text())
+    first_of_1 = manifest["groups"][1]["start"]
+    assert 0 < first_of_1 < len(rows) == manifest["sequences"]
+    assert rows[first_of_1 - 1]["group"] == 0 and rows[first_of_1]["group"] == 1
     last = rows[len(rows) - 1]
     assert last["group"] == 1 and last["row"] == len(rows) - 1
     assert sum(last["seq_lens"]) == len(last["input_ids"])

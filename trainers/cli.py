@@ -108,7 +108,7 @@ def training_options(fn):
         click.option("--seed", default=42, show_default=True, type=int,
                      help="Seed for init, dropout and data order."),
         click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[CKPT]",
-                     help="Continue from the latest checkpoint in --output, or from CKPT."),
+                     help="Continue from the latest complete checkpoint in --output, or from CKPT."),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -1,13 +1,16 @@
 """One training run, start to finish: pre-flight checks, model setup, Trainer, outputs.
 
 Output folder layout: run.json (the arguments; marks the folder as ours), ds_config.json (the
-filled DeepSpeed config), tensorboard/, checkpoint-N/ (resumable), model/ (final weights or
-adapter + tokenizer, renamed into place when complete), report.json + report.md.
+filled DeepSpeed config), tensorboard/, checkpoint-N/ (resumable; each appears only when complete,
+see checkpoints.py), model/ (final weights or adapter + tokenizer, renamed into place when
+complete), report.json + report.md.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import shutil
 import socket
 import time
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from corpuskit.outputs import dumps, write_json
 from corpuskit.report import StageReport
+from trainers import checkpoints
 from trainers.errors import TrainError, read_json
 
 RUN_MARKER = "run.json"
@@ -84,13 +88,8 @@ def prepare_output(opts: RunOptions, rank0: bool = True) -> Path:
         raise RunError(f"{out}: directory is not empty and was not written by trainers; choose a new --output")
     if ours and not opts.resume:
         raise RunError(f"{out}: holds an earlier run; pass --resume to continue it or choose a new --output")
-    if opts.resume == "latest":
-        from transformers.trainer_utils import get_last_checkpoint
-
-        if not out.is_dir() or get_last_checkpoint(str(out)) is None:
-            raise RunError(f"--resume: no checkpoint-N folder in {out} to resume from")
-    elif opts.resume and not Path(opts.resume).is_dir():
-        raise RunError(f"--resume {opts.resume}: no such checkpoint folder")
+    if out.is_dir():
+        checkpoints.clean_staging(out)  # what a save killed mid-way left behind
     return out
 
 
@@ -99,6 +98,12 @@ def _options_json(opts: RunOptions) -> dict:
 
 
 def train(opts: RunOptions, echo=print) -> dict:
+    """Run one training; no torch.load in it may unpickle anything but tensors (see checkpoints.py)."""
+    with checkpoints.weights_only_loading():
+        return _train(opts, echo)
+
+
+def _train(opts: RunOptions, echo=print) -> dict:
     import torch
     from transformers import AutoTokenizer, TrainingArguments
 
@@ -111,6 +116,7 @@ def train(opts: RunOptions, echo=print) -> dict:
         ensure_distributed_env()
     rank0 = int(os.environ.get("RANK", "0")) == 0
     out = prepare_output(opts, rank0)
+    resume = checkpoints.resolve_resume(opts.resume, out, echo if rank0 else lambda m: None)
 
     rows = data.PackedRows(opts.data)
     manifest = rows.manifest
@@ -196,8 +202,14 @@ def train(opts: RunOptions, echo=print) -> dict:
         echo(f"training {params['trainable_params']:,} of {params['total_params']:,} parameters on "
              f"{len(rows)} packed rows ({stats.tokens:,} tokens, {stats.trained_tokens:,} trained) "
              f"with attention={attn}, deepspeed={opts.deepspeed or 'off'}")
-    resume = True if opts.resume == "latest" else opts.resume
-    result = trainer.train(resume_from_checkpoint=resume)
+    if resume and rank0:
+        echo(f"resuming from {resume}")
+    try:
+        result = trainer.train(resume_from_checkpoint=resume)
+    except pickle.UnpicklingError as e:  # weights-only loading refused an object the pickle scan let pass
+        what = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        raise RunError(f"--resume {resume}: refusing to unpickle a checkpoint file that names "
+                       f"{what.group(1) if what else 'a non-tensor object'}, which could run code") from e
 
     tmp_model = out / ".model.tmp"
     trainer.save_model(str(tmp_model))

@@ -1,9 +1,15 @@
-"""The Hugging Face Trainer, with bucket-ordered sampling and token metrics for packed data."""
+"""The Hugging Face Trainer, with bucket-ordered sampling, token metrics for packed data and
+checkpoints that appear only when complete (see trainers/checkpoints.py)."""
 
 from __future__ import annotations
 
-from transformers import Trainer
+import shutil
+from pathlib import Path
 
+from transformers import Trainer
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from trainers import checkpoints
 from trainers.callbacks import TokenMeter
 from trainers.data import GroupOrderedSampler
 
@@ -14,6 +20,7 @@ class PackedTrainer(Trainer):
         self.groups = groups
         self.sampler_seed = sampler_seed
         self.meter = TokenMeter(group_names)
+        self._staging: Path | None = None
 
     def _get_train_sampler(self, train_dataset=None):
         # One group: a seeded shuffle; several (buckets): bucket order kept, shuffled within each.
@@ -31,3 +38,26 @@ class PackedTrainer(Trainer):
         if "loss" in logs:  # a training log: add what the meter saw since the last one
             logs.update(self.meter.drain(self.args.device))
         super().log(logs, start_time)
+
+    def _get_output_dir(self, trial):
+        return str(self._staging) if self._staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial):
+        # every rank writes checkpoint-N into the staging folder; rank 0 publishes it once all are done
+        run_dir = Path(super()._get_output_dir(trial))
+        staging = checkpoints.staging_dir(run_dir)
+        staged = staging / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save and staged.exists():
+            shutil.rmtree(staged)
+        self.accelerator.wait_for_everyone()
+        self._staging = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            checkpoints.publish(staged, run_dir, self.state.global_step)
+            checkpoints.rotate(run_dir, self.args.save_total_limit)
+            checkpoints.tidy(run_dir)
+        self.accelerator.wait_for_everyone()
