@@ -102,7 +102,7 @@ def train(opts: RunOptions, echo=print) -> dict:
     import torch
     from transformers import AutoTokenizer, TrainingArguments
 
-    from trainers import checks, data, ds_config, model as model_setup, peft_setup
+    from trainers import checks, data, distributed, ds_config, model as model_setup, peft_setup
     from trainers.trainer import PackedTrainer
 
     t0 = time.perf_counter()
@@ -182,6 +182,7 @@ def train(opts: RunOptions, echo=print) -> dict:
             write_json(out / "ds_config.json", ds)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
 
+    launch_args = distributed.cpu_process_group(deepspeed=ds is not None)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=opts.batch_size, gradient_accumulation_steps=opts.grad_accum,
         learning_rate=opts.lr, lr_scheduler_type=opts.lr_scheduler, warmup_steps=opts.warmup_steps,
@@ -189,7 +190,7 @@ def train(opts: RunOptions, echo=print) -> dict:
         max_steps=opts.max_steps, logging_steps=opts.logging_steps, save_steps=opts.save_steps,
         save_total_limit=opts.save_total_limit, bf16=opts.bf16, seed=opts.seed, data_seed=opts.seed,
         activation_checkpointing=opts.gradient_checkpointing, report_to=["tensorboard"], remove_unused_columns=False,
-        dataloader_num_workers=0, dataloader_pin_memory=device_type == "cuda", deepspeed=ds, **opts.extra)
+        dataloader_num_workers=0, dataloader_pin_memory=device_type == "cuda", deepspeed=ds, **launch_args, **opts.extra)
     trainer = PackedTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
                             groups=rows.groups, sampler_seed=opts.seed, group_names=rows.group_names)
     if rank0:
@@ -198,6 +199,7 @@ def train(opts: RunOptions, echo=print) -> dict:
              f"with attention={attn}, deepspeed={opts.deepspeed or 'off'}")
     resume = True if opts.resume == "latest" else opts.resume
     result = trainer.train(resume_from_checkpoint=resume)
+    ranks = distributed.gather_from_ranks(trainer.meter.run_summary())
 
     tmp_model = out / ".model.tmp"
     trainer.save_model(str(tmp_model))
@@ -217,6 +219,7 @@ def train(opts: RunOptions, echo=print) -> dict:
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "embedding_resize": resize.to_json(), **params, "attention": attn,
             "deepspeed": opts.deepspeed, "zero_stage": ds_config.zero_stage(ds) if ds else None,
+            "world_size": len(ranks), "ranks": ranks,
             "adapter": "lora" if opts.lora else "prefix-tuning" if opts.prefix_tuning else None,
             "model_dir": str(final), "tensorboard": os.environ["TENSORBOARD_LOGGING_DIR"]})
         report.time("train", time.perf_counter() - t0)
