@@ -23,7 +23,6 @@ from test_trainers_e2e import ck
 from test_trainers_fixtures import TINY_CONFIG
 from test_trainers_train import details, losses, run_trainers
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multiproc")]
 
 BIN = Path(sys.executable).parent
 STEPS = 4
@@ -152,6 +151,8 @@ def assert_same_training(one: Path, two: Path, output: str, pdir: Path) -> tuple
     return loss_diff, weight_diff
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("multiproc")
 def test_torchrun_two_ranks_zero2_equal_one_rank_accumulating(chat_buckets, sft_one_rank, llama2_tokenizer_dir,
                                                               tmp_path):
     two = tmp_path / "two-ranks"
@@ -163,6 +164,8 @@ def test_torchrun_two_ranks_zero2_equal_one_rank_accumulating(chat_buckets, sft_
     assert log_column(two, "bucket") == [0, 0, 0, 1]
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("multiproc")
 def test_torchrun_two_ranks_plain_ddp_equal_one_rank_accumulating(chat_buckets, sft_one_rank, llama2_tokenizer_dir,
                                                                   tmp_path):
     """Without --deepspeed the Trainer wraps the model in torch DDP; compared with the same ZeRO-2
@@ -174,6 +177,8 @@ def test_torchrun_two_ranks_plain_ddp_equal_one_rank_accumulating(chat_buckets, 
                                                                                   chat_buckets))
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("multiproc")
 def test_deepspeed_launcher_two_ranks_zero3_pretrain_equal_one_rank_accumulating(news_packed, llama2_tokenizer_dir,
                                                                                   tmp_path):
     one, two = tmp_path / "one-rank", tmp_path / "two-ranks"
@@ -181,3 +186,69 @@ def test_deepspeed_launcher_two_ranks_zero3_pretrain_equal_one_rank_accumulating
     output = train("pretrain", news_packed, llama2_tokenizer_dir, two, 1, "--deepspeed", "zero3", launcher=deepspeed())
     assert details(two)["zero_stage"] == 3
     print("max |loss diff| %.3g, max |weight diff| %.3g" % assert_same_training(one, two, output, news_packed))
+
+
+# --liger / --load-in-4bit: GPU-only options that must stop a CPU run with one line, before any loading.
+
+def trainers_cli(tmp_path: Path, *args):
+    from click.testing import CliRunner
+
+    from trainers.cli import main
+
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "tok").mkdir(exist_ok=True)
+    return CliRunner().invoke(main, ["sft", "--data", str(tmp_path / "data"), "--model", str(TINY_CONFIG),
+                                     "--tokenizer", str(tmp_path / "tok"), "--output", str(tmp_path / "run"),
+                                     *map(str, args)])
+
+
+def one_line_error(result) -> str:
+    assert result.exit_code == 1, (result.output, result.exception)
+    # (importing deepspeed may log its own "Setting accelerator to CPU" line first)
+    lines = [line for line in result.output.splitlines() if "real_accelerator.py" not in line and line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+cpu_only = pytest.mark.skipif("__import__('torch').cuda.is_available()", reason="checks the CPU-only error")
+
+
+@cpu_only
+def test_liger_on_cpu_is_a_one_line_error(tmp_path):
+    line = one_line_error(trainers_cli(tmp_path, "--liger", "--deepspeed", "zero2"))
+    assert "--liger needs a CUDA GPU" in line
+    assert not (tmp_path / "run").exists()  # stopped before touching the output folder
+
+
+@cpu_only
+@pytest.mark.parametrize("adapter", ["--lora", "--prefix-tuning"])
+def test_load_in_4bit_on_cpu_is_a_one_line_error(tmp_path, adapter):
+    line = one_line_error(trainers_cli(tmp_path, "--load-in-4bit", adapter, "--bf16"))
+    assert "--load-in-4bit needs a CUDA GPU" in line
+
+
+def test_load_in_4bit_needs_an_adapter(tmp_path):
+    line = one_line_error(trainers_cli(tmp_path, "--load-in-4bit", "--bf16"))
+    assert "needs --lora or --prefix-tuning" in line
+
+
+@pytest.mark.parametrize("package, option", [("liger_kernel", "liger"), ("bitsandbytes", "load_in_4bit")])
+def test_gpu_options_name_their_missing_package(package, option):
+    """With a GPU but without the package, the message is the install line (checked only where the
+    package is really absent; with it, the rules after the install check are exercised instead)."""
+    import importlib.util
+
+    from trainers.accel import AccelError, check
+
+    kwargs = dict(liger=False, load_in_4bit=False, adapter=True, bf16=True, zero_stage=2, cuda=True)
+    kwargs[option] = True
+    if importlib.util.find_spec(package) is None:
+        with pytest.raises(AccelError, match=f"pip install {package.replace('_', '-')}"):
+            check(**kwargs)
+    elif option == "load_in_4bit":
+        with pytest.raises(AccelError, match="ZeRO-3"):
+            check(**{**kwargs, "zero_stage": 3})
+        with pytest.raises(AccelError, match="add --bf16"):
+            check(**{**kwargs, "bf16": False})
+    else:
+        check(**kwargs)
