@@ -8,34 +8,21 @@ micro x accum x world) fails. Here the state is built once, before TrainingArgum
 backend given explicitly (gloo, or the DeepSpeed CPU accelerator's own, e.g. oneCCL), and the
 Trainer is told to use it.
 
-Data sharding is then the usual one: accelerate shards the batches of our sampler round-robin,
+Data sharding is then the usual one: accelerate deals the batches of our sampler out round-robin,
 so with R ranks global batch k is the R consecutive micro-batches that one rank with R-step
-gradient accumulation would train on, in the same order; the loss is averaged over the trained tokens of the whole global batch.
+gradient accumulation would train on, in the same order, and the Trainer averages the loss over
+the trained tokens of the whole global batch.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from datetime import timedelta
 
 
-@dataclass(frozen=True)
-class Launch:
-    rank: int
-    local_rank: int
-    world_size: int
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def launch_env() -> Launch:
-    """What the launcher (torchrun, deepspeed, mpirun via accelerate's names) told this process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    return Launch(rank=rank, local_rank=int(os.environ.get("LOCAL_RANK", str(rank))), world_size=world)
+def world_size() -> int:
+    """How many processes the launcher (torchrun, deepspeed, accelerate) started in all."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def cpu_process_group(deepspeed: bool, timeout_s: int = 1800) -> dict:
@@ -47,7 +34,7 @@ def cpu_process_group(deepspeed: bool, timeout_s: int = 1800) -> dict:
     import torch
     from accelerate import PartialState
 
-    if launch_env().world_size <= 1 or torch.cuda.is_available():
+    if world_size() <= 1 or torch.cuda.is_available():
         return {}
     if PartialState._shared_state == {}:
         timeout = timedelta(seconds=timeout_s)
