@@ -90,6 +90,11 @@ def training_options(fn):
                      help="Attention kernel; auto = flash_attention_2 on CUDA when installed, else sdpa. "
                           "Every choice keeps packed samples apart."),
         click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations to save memory."),
+        click.option("--liger", is_flag=True, help="Liger-Kernel fused RMSNorm/RoPE/SwiGLU and linear+cross-entropy "
+                                                   "(CUDA; pip install liger-kernel)."),
+        click.option("--load-in-4bit", is_flag=True, help="QLoRA: the frozen base model in bitsandbytes NF4 (double "
+                                                          "quantisation, bf16 compute) under --lora/--prefix-tuning "
+                                                          "(CUDA, --bf16; pip install bitsandbytes)."),
         click.option("--lr", default=None, type=float, help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
                                                             "LoRA 2e-4, prefix tuning 2e-2]."),
         click.option("--lr-scheduler", default="cosine", show_default=True,

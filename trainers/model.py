@@ -7,6 +7,7 @@ rows that make the first steps' loss explode.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +65,19 @@ def attention_implementation(device_type: str, requested: str = "auto") -> str:
     return "flash_attention_2" if device_type == "cuda" and is_flash_attn_2_available() else "sdpa"
 
 
-def load_model(path: str | Path, attn_implementation: str, dtype: torch.dtype = torch.float32, seed: int = 42):
-    """A model directory is loaded (no remote code); a config file gives a seeded random init."""
+def load_model(path: str | Path, attn_implementation: str, dtype: torch.dtype = torch.float32, seed: int = 42,
+               quantization_config=None):
+    """A model directory is loaded (no remote code); a config file gives a seeded random init.
+
+    A quantization_config (4-bit QLoRA) quantises the weights as they load, onto this rank's GPU."""
     from transformers import AutoModelForCausalLM
 
     config = load_config(path)
     if Path(path).is_dir():
+        quantized = {} if quantization_config is None else {
+            "quantization_config": quantization_config, "device_map": {"": int(os.environ.get("LOCAL_RANK", "0"))}}
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation,
-                                                     trust_remote_code=False)
+                                                     trust_remote_code=False, **quantized)
     else:
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn_implementation,
@@ -135,17 +141,18 @@ def piece_index(tokenizer, old_rows: int, new_rows: int) -> tuple[list[int], lis
 @torch.no_grad()
 def _mean_fill(weight: torch.Tensor, old_rows: int, rows: list[int], cols: list[int], empty: list[int]) -> None:
     """weight[r] = mean(weight[pieces of r]) for all new rows at once (one index_add)."""
-    if rows:
-        r = torch.tensor(rows, dtype=torch.long) - old_rows
-        c = torch.tensor(cols, dtype=torch.long)
+    if rows:  # on the weight's device: a 4-bit model is loaded straight onto its GPU
+        r = torch.tensor(rows, dtype=torch.long, device=weight.device) - old_rows
+        c = torch.tensor(cols, dtype=torch.long, device=weight.device)
         n_new = weight.shape[0] - old_rows
-        sums = torch.zeros(n_new, weight.shape[1], dtype=torch.float32)
+        sums = torch.zeros(n_new, weight.shape[1], dtype=torch.float32, device=weight.device)
         sums.index_add_(0, r, weight[c].float())
         counts = torch.bincount(r, minlength=n_new).clamp(min=1).unsqueeze(1)
         filled = torch.unique(r)
         weight[old_rows + filled] = (sums[filled] / counts[filled]).to(weight.dtype)
     if empty:
-        weight[torch.tensor(empty, dtype=torch.long)] = weight[:old_rows].float().mean(0).to(weight.dtype)
+        weight[torch.tensor(empty, dtype=torch.long, device=weight.device)] = (
+            weight[:old_rows].float().mean(0).to(weight.dtype))
 
 
 def grow_vocabulary(model, tokenizer, new_rows: int) -> ResizeReport:

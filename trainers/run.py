@@ -47,6 +47,8 @@ class RunOptions:
     bf16: bool = False
     attention: str = "auto"
     gradient_checkpointing: bool = False
+    liger: bool = False
+    load_in_4bit: bool = False
     lr: float = 2e-5
     lr_scheduler: str = "cosine"
     warmup_steps: float = 0.0
@@ -107,10 +109,13 @@ def _train(opts: RunOptions, echo=print) -> dict:
     import torch
     from transformers import AutoTokenizer, TrainingArguments
 
-    from trainers import checks, data, ds_config, model as model_setup, peft_setup
+    from trainers import accel, checks, data, distributed, ds_config, model as model_setup, peft_setup
     from trainers.trainer import PackedTrainer
 
     t0 = time.perf_counter()
+    accel.check(opts.liger, opts.load_in_4bit, opts.lora or opts.prefix_tuning, opts.bf16,
+                ds_config.zero_stage(ds_config.load_ds_config(opts.deepspeed)) if opts.deepspeed else None,
+                torch.cuda.is_available())
     report = StageReport(command=f"trainers {opts.mode}", inputs=[opts.data])
     if opts.deepspeed:
         ensure_distributed_env()
@@ -154,11 +159,17 @@ def _train(opts: RunOptions, echo=print) -> dict:
     attn = model_setup.attention_implementation(device_type, opts.attention)
     if opts.prefix_tuning and attn in ("flash_attention_2", "flex_attention"):
         attn = "sdpa"  # prefix tuning uses padded batches with a 2D mask (see data.UnpackedCollator)
-    model = model_setup.load_model(opts.model, attn, seed=opts.seed)
+    if opts.load_in_4bit:
+        model = model_setup.load_model(opts.model, attn, dtype=torch.bfloat16, seed=opts.seed,
+                                       quantization_config=accel.nf4_config())
+    else:
+        model = model_setup.load_model(opts.model, attn, seed=opts.seed)
     resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer))
     if resize.new_rows > resize.old_rows:
         echo(f"embeddings resized {resize.old_rows} -> {resize.new_rows}: {resize.from_pieces} rows initialised "
              f"from the mean of their base pieces, {resize.from_mean} from the mean of all rows")
+    if opts.load_in_4bit:
+        model = accel.prepare_4bit(model, opts.gradient_checkpointing)
     if opts.lora:
         model = peft_setup.apply_lora(model, peft_setup.LoraOptions(opts.lora_r, opts.lora_alpha, opts.lora_dropout,
                                                                     opts.lora_targets),
@@ -188,6 +199,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
             write_json(out / "ds_config.json", ds)
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
 
+    launch_args = distributed.cpu_process_group(deepspeed=ds is not None)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=opts.batch_size, gradient_accumulation_steps=opts.grad_accum,
         learning_rate=opts.lr, lr_scheduler_type=opts.lr_scheduler, warmup_steps=opts.warmup_steps,
@@ -195,7 +207,8 @@ def _train(opts: RunOptions, echo=print) -> dict:
         max_steps=opts.max_steps, logging_steps=opts.logging_steps, save_steps=opts.save_steps,
         save_total_limit=opts.save_total_limit, bf16=opts.bf16, seed=opts.seed, data_seed=opts.seed,
         activation_checkpointing=opts.gradient_checkpointing, report_to=["tensorboard"], remove_unused_columns=False,
-        dataloader_num_workers=0, dataloader_pin_memory=device_type == "cuda", deepspeed=ds, **opts.extra)
+        dataloader_num_workers=0, dataloader_pin_memory=device_type == "cuda", deepspeed=ds, **launch_args,
+        **accel.trainer_args(opts.liger), **opts.extra)
     trainer = PackedTrainer(model=model, args=args, train_dataset=rows, data_collator=collator,
                             groups=rows.groups, sampler_seed=opts.seed, group_names=rows.group_names)
     if rank0:
@@ -210,6 +223,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
         what = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         raise RunError(f"--resume {resume}: refusing to unpickle a checkpoint file that names "
                        f"{what.group(1) if what else 'a non-tensor object'}, which could run code") from e
+    ranks = distributed.gather_from_ranks(trainer.meter.run_summary())
 
     tmp_model = out / ".model.tmp"
     trainer.save_model(str(tmp_model))
@@ -229,6 +243,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
             "first_loss": losses[0] if losses else None, "last_loss": losses[-1] if losses else None,
             "embedding_resize": resize.to_json(), **params, "attention": attn,
             "deepspeed": opts.deepspeed, "zero_stage": ds_config.zero_stage(ds) if ds else None,
+            "world_size": len(ranks), "ranks": ranks, "liger": opts.liger, "load_in_4bit": opts.load_in_4bit,
             "adapter": "lora" if opts.lora else "prefix-tuning" if opts.prefix_tuning else None,
             "model_dir": str(final), "tensorboard": os.environ["TENSORBOARD_LOGGING_DIR"]})
         report.time("train", time.perf_counter() - t0)
