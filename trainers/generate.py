@@ -115,10 +115,32 @@ class PromptFormat:
                                           self.specials)
             block = text[spans[-1][0]:spans[-1][1]]
             self.before, self.after = block.split(MARK)
-        end = tok.tokenizer.encode(self.after, add_special_tokens=False).ids
-        self.stop_ids = sorted({end[-1] if end else self.eos_id, self.eos_id})
         control = set(tok.special_tokens) | {tok.bos_token, tok.eos_token} | set(getattr(template, "special_tokens", ()))
         self.control = sorted(t for t in control if t)
+        # the answer's closing token stops generation when it is a control token (never a plain piece
+        # such as "#" that a custom template's end marker happens to end with)
+        end = tok.tokenizer.encode(self.after, add_special_tokens=False).ids
+        closing = end[-1] if end and tok.tokenizer.id_to_token(end[-1]) in self.control else self.eos_id
+        self.stop_ids = sorted({closing, self.eos_id})
+        self.space_added = template is not None and self._adds_word_start()
+
+    def _adds_word_start(self) -> bool:
+        """Does an answer decode with a space it never had? LLaMA's SentencePiece normaliser marks the
+        start of every segment after a special token as a word start ("<s>I" -> "<s>", "▁I"), so
+        after colossal's "Assistant: <s>" the answer "I ..." decodes as " I ..."."""
+        probe = [{"role": "user", "content": "?"}, {"role": "assistant", "content": "probe"}]
+        text, _ = self.template.render(probe, self.specials)
+        prompt, _ = self.template.render(probe[:1], self.specials, add_generation_prompt=True)
+        ids, head = (self.tok.tokenizer.encode(t, add_special_tokens=False).ids for t in (text, prompt))
+        if ids[:len(head)] != head:
+            return False
+        return self._continuation(head, ids[len(head):]).startswith(" " + self.before + "probe")
+
+    def _continuation(self, prompt_ids: list[int], new_ids: list[int]) -> str:
+        decode = self.tok.tokenizer.decode
+        head = decode(prompt_ids, skip_special_tokens=False)
+        full = decode(prompt_ids + new_ids, skip_special_tokens=False)
+        return full[len(head):] if full.startswith(head) else decode(new_ids, skip_special_tokens=False)
 
     def encode(self, p: Prompt) -> list[int]:
         from corpuskit.render.templates import TemplateError
@@ -143,9 +165,9 @@ class PromptFormat:
                 new_ids, finish = new_ids[:k + 1], "stop"
                 break
         decode = self.tok.tokenizer.decode
-        head = decode(prompt_ids, skip_special_tokens=False)
-        full = decode(prompt_ids + new_ids, skip_special_tokens=False)
-        text = full[len(head):] if full.startswith(head) else decode(new_ids, skip_special_tokens=False)
+        text = self._continuation(prompt_ids, new_ids)
+        if self.space_added and text.startswith(" "):
+            text = text[1:]
         if self.before and text.startswith(self.before):
             text = text[len(self.before):]
         if finish == "stop":
@@ -346,6 +368,7 @@ def generate_cmd(prompts, inputs, model, adapter, tokenizer, device, dtype, temp
     from trainers import inference
 
     t0 = time.perf_counter()
+    report = StageReport("trainers generate", inputs=[*(["(arguments)"] if prompts else []), *inputs])
     opts = GenOptions(max_new_tokens, sample, temperature, top_p, top_k, repetition_penalty, seed, batch_size)
     tok, tpl = load_tokenizer_and_template(tokenizer or default_tokenizer(model, adapter), template)
     fmt = PromptFormat(tok, tpl)
@@ -356,7 +379,6 @@ def generate_cmd(prompts, inputs, model, adapter, tokenizer, device, dtype, temp
         raise GenerateError(f"tokenizer {tok.path} has {vocab} pieces but the model has {lm.embedding_rows} embedding "
                             "rows; pass the tokenizer the model was trained with")
     max_positions = getattr(lm.model.config, "max_position_embeddings", None)
-    report = StageReport("trainers generate", inputs=[*(["(arguments)"] if prompts else []), *inputs])
     rejects: list[Rejected] = []
     items = read_prompts(prompts, inputs, chat=tpl is not None, encoding=encoding)
     if output:
