@@ -51,6 +51,13 @@ trainers pretrain --data "$OUT/pt-packed" --model "$TINY" --tokenizer "$OUT/toke
   --deepspeed zero2 $PT_LEN --lr 2e-3 --logging-steps 5
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-sft" \
   --deepspeed zero2 $SFT_LEN --lr 1e-3 --logging-steps 5
+step "trainers generate and eval: answer prompts with the chat template of training; held-out loss per bucket"
+trainers generate --model "$OUT/run-sft/model" "猫山王是什么意思" "What is the capital of France?" \
+  --max-new-tokens 24 -o "$OUT/answers.jsonl"
+echo "-- a 4M-parameter model after a few CPU minutes: the point is the training format, not the answers"
+head -n 2 "$OUT/answers.jsonl"
+trainers eval --data "$OUT/packed" --model "$OUT/run-pretrain/model" -o "$OUT/eval-pretrain"
+trainers eval --data "$OUT/packed" --model "$OUT/run-sft/model" -o "$OUT/eval-sft"
 echo "-- LoRA on the continued-pretraining model (its embeddings already hold the extended vocabulary, so only the adapter trains), merged back into a full model"
 trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-lora" \
   --lora --lora-r 4 $LORA_LEN --lr 1e-3 --logging-steps 1
@@ -66,4 +73,5 @@ cat <<EOT
   merged tokenizer       $OUT/llama2-zh/   (merge-report.md), chat tokenizer $OUT/tokenizer/
   rendered / packed      $OUT/rendered/, $OUT/packed/, $OUT/pt-rendered/, $OUT/pt-packed/
   trained models         $OUT/run-pretrain/model/, $OUT/run-sft/model/, LoRA $OUT/run-lora/model/ -> $OUT/merged/   (TensorBoard: tensorboard --logdir $OUT/run-sft/tensorboard)
+  answers / eval         $OUT/answers.jsonl, $OUT/eval-pretrain/report.md vs $OUT/eval-sft/report.md
 EOT

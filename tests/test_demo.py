@@ -30,3 +30,7 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
     # DEMO_QUICK: 2 pretrain steps, 2 SFT steps, 1 LoRA step (tests/test_trainers_e2e.py covers longer runs)
     assert text.count("trained 2 steps") == 2 and "trained 1 step" in text
     assert (out / "lengths.png").stat().st_size > 1000
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [a["messages"][0]["content"] for a in answers] == ["猫山王是什么意思", "What is the capital of France?"]
+    evals = [json.loads((out / d / "report.json").read_text())["details"]["loss"] for d in ("eval-pretrain", "eval-sft")]
+    assert evals[1] < evals[0]  # SFT lowers the loss on the chats it trained on

@@ -42,7 +42,26 @@ def clear_errors(fn):
     return handle_errors(wrapper)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# commands in their own modules: name -> "module:attribute", imported only when used
+COMMANDS = {
+    "generate": "trainers.generate:generate_cmd",
+    "eval": "trainers.evaluate:eval_cmd",
+    "init-model": "trainers.init_model:init_model_cmd",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx, name):
+        if name in COMMANDS:
+            module, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="trainers")
 # the `deepspeed` launcher inserts --local_rank=N right after the script, before the subcommand;
 # each process reads its rank from the LOCAL_RANK/RANK variables the launcher also sets
@@ -54,6 +73,9 @@ def main() -> None:
     Example:  trainers sft --data packed/ --model trainers/configs/tiny_llama.json \\
                   --tokenizer tok/ --output run/ --deepspeed zero2 --max-steps 20
     """
+    from trainers import quiet
+
+    quiet.install()  # before torch/DeepSpeed are imported: their noise the user cannot act on
 
 
 def _positive_or_unset(ctx, param, value: int) -> int:
@@ -84,6 +106,9 @@ def training_options(fn):
         click.option("--prefix-tuning", is_flag=True, help="P-Tuning v2 prefix tuning (padded, unpacked batches)."),
         click.option("--pre-seq-len", default=128, show_default=True, type=click.IntRange(1),
                      help="Virtual prefix tokens for --prefix-tuning."),
+        click.option("--pad-to-multiple-of", default=None, type=click.IntRange(1), metavar="N",
+                     help="Round the embedding rows up to a multiple of N when resizing to the tokenizer (64 is "
+                          "common on GPUs; the same N as `merge-vocab --pad-to-multiple-of`)."),
         click.option("--bf16", is_flag=True, help="bfloat16 mixed precision."),
         click.option("--attention", default="auto", show_default=True,
                      type=click.Choice(["auto", "flash_attention_2", "flex_attention", "sdpa", "eager"]),

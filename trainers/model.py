@@ -92,10 +92,16 @@ class ResizeReport:
     new_rows: int
     from_pieces: int  # rows set to the mean of their base pieces
     from_mean: int  # rows whose text has no base piece: set to the mean of all base rows
+    padding: int = 0  # rows past the tokenizer (--pad-to-multiple-of): mean of all base rows, never used
 
     def to_json(self) -> dict:
         return {"old_rows": self.old_rows, "new_rows": self.new_rows,
-                "initialised_from_pieces": self.from_pieces, "initialised_from_mean": self.from_mean}
+                "initialised_from_pieces": self.from_pieces, "initialised_from_mean": self.from_mean,
+                **({"padding_rows": self.padding} if self.padding else {})}
+
+
+def padded_rows(rows: int, multiple: int | None) -> int:
+    return -(-rows // multiple) * multiple if multiple and multiple > 1 else rows
 
 
 def base_piece_ids(piece: str, base_vocab: dict[str, int], longest: int | None = None) -> list[int]:
@@ -155,15 +161,22 @@ def _mean_fill(weight: torch.Tensor, old_rows: int, rows: list[int], cols: list[
             weight[:old_rows].float().mean(0).to(weight.dtype))
 
 
-def grow_vocabulary(model, tokenizer, new_rows: int) -> ResizeReport:
-    """Resize input/output embeddings to `new_rows` and mean-initialise the new rows."""
+def grow_vocabulary(model, tokenizer, new_rows: int, pad_to_multiple_of: int | None = None) -> ResizeReport:
+    """Resize input/output embeddings to `new_rows` and mean-initialise the new rows.
+
+    With `pad_to_multiple_of` (64 is common on GPUs) the rows are rounded up, as
+    `resize_token_embeddings(pad_to_multiple_of=N)` does; rows past the tokenizer are padding."""
     old_rows = model.get_input_embeddings().weight.shape[0]
-    if new_rows <= old_rows:
+    target = padded_rows(new_rows, pad_to_multiple_of)
+    if target <= old_rows:
         return ResizeReport(old_rows, old_rows, 0, 0)
-    rows, cols, empty = piece_index(tokenizer, old_rows, new_rows)
-    model.resize_token_embeddings(new_rows, mean_resizing=False)
-    _mean_fill(model.get_input_embeddings().weight, old_rows, rows, cols, empty)
+    real = max(min(new_rows, target), old_rows)  # rows that are tokenizer pieces
+    rows, cols, empty = piece_index(tokenizer, old_rows, real)
+    padding = list(range(real, target))
+    model.resize_token_embeddings(new_rows, mean_resizing=False, pad_to_multiple_of=pad_to_multiple_of)
+    assert model.get_input_embeddings().weight.shape[0] == target
+    _mean_fill(model.get_input_embeddings().weight, old_rows, rows, cols, empty + padding)
     out = model.get_output_embeddings()
     if out is not None and out.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
-        _mean_fill(out.weight, old_rows, rows, cols, empty)
-    return ResizeReport(old_rows, new_rows, new_rows - old_rows - len(empty), len(empty))
+        _mean_fill(out.weight, old_rows, rows, cols, empty + padding)
+    return ResizeReport(old_rows, target, real - old_rows - len(empty), len(empty), len(padding))

@@ -1,7 +1,7 @@
 """Parameter-efficient training: LoRA (Chinese-LLaMA-2 style) and prefix tuning (P-Tuning v2).
 
 With an extended vocabulary the new embedding rows start untrained, so LoRA runs also train and
-save embed_tokens and lm_head in full (`modules_to_save`), as Chinese-LLaMA-2 does.
+save embed_tokens and lm_head in full (`modules_to_save`, one copy each), as Chinese-LLaMA-2 does.
 """
 
 from __future__ import annotations
@@ -26,7 +26,24 @@ def apply_lora(model, opts: LoraOptions, train_embeddings: bool):
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=opts.r, lora_alpha=opts.alpha, lora_dropout=opts.dropout,
                         target_modules=[t.strip() for t in opts.targets.split(",") if t.strip()],
                         modules_to_save=list(EMBEDDING_MODULES) if train_embeddings else None)
-    return get_peft_model(model, config)
+    peft_model = get_peft_model(model, config)
+    if train_embeddings:
+        save_embeddings_once(peft_model)
+    return peft_model
+
+
+def save_embeddings_once(peft_model) -> None:
+    """Save the trained embed_tokens/lm_head once (as modules_to_save), not three times.
+
+    PEFT's default `save_embedding_layers="auto"` sees the resized vocabulary and also saves each
+    embedding layer whole, which for a `modules_to_save` layer is its trained copy again plus the
+    frozen original: three copies, a 64 MB adapter for a 25 MB tiny model (2 GB at 7B). The
+    `modules_to_save` copy alone is what loading needs. The Trainer calls `save_pretrained` for
+    checkpoints and the final model, so the setting is bound on this model object.
+    """
+    import functools
+
+    peft_model.save_pretrained = functools.partial(peft_model.save_pretrained, save_embedding_layers=False)
 
 
 def apply_prefix_tuning(model, pre_seq_len: int, projection: bool = False):

@@ -21,6 +21,7 @@ from corpuskit.outputs import dumps, write_json
 from corpuskit.report import StageReport
 from trainers import checkpoints
 from trainers.errors import TrainError, read_json
+from trainers.tokenizer_files import copy_tokenizer_files
 
 RUN_MARKER = "run.json"
 
@@ -44,6 +45,7 @@ class RunOptions:
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     prefix_tuning: bool = False
     pre_seq_len: int = 128
+    pad_to_multiple_of: int | None = None  # round embedding rows up (extended vocabularies)
     bf16: bool = False
     attention: str = "auto"
     gradient_checkpointing: bool = False
@@ -109,7 +111,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
     import torch
     from transformers import AutoTokenizer, TrainingArguments
 
-    from trainers import accel, checks, data, distributed, ds_config, model as model_setup, peft_setup
+    from trainers import accel, checks, data, distributed, ds_config, model as model_setup, peft_setup, rendered
     from trainers.trainer import PackedTrainer
 
     t0 = time.perf_counter()
@@ -123,7 +125,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
     out = prepare_output(opts, rank0)
     resume = checkpoints.resolve_resume(opts.resume, out, echo if rank0 else lambda m: None)
 
-    rows = data.PackedRows(opts.data)
+    rows = rendered.open_rows(opts.data)  # pack output, or render --group-texts rows
     manifest = rows.manifest
     if not (Path(opts.tokenizer) / "tokenizer.json").is_file():
         raise RunError(f"--tokenizer {opts.tokenizer}: no tokenizer.json; pass the Hugging Face tokenizer directory "
@@ -164,7 +166,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
                                        quantization_config=accel.nf4_config())
     else:
         model = model_setup.load_model(opts.model, attn, seed=opts.seed)
-    resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer))
+    resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer), opts.pad_to_multiple_of)
     if resize.new_rows > resize.old_rows:
         echo(f"embeddings resized {resize.old_rows} -> {resize.new_rows}: {resize.from_pieces} rows initialised "
              f"from the mean of their base pieces, {resize.from_mean} from the mean of all rows")
@@ -214,7 +216,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
     if rank0:
         echo(f"training {params['trainable_params']:,} of {params['total_params']:,} parameters on "
              f"{len(rows)} packed rows ({stats.tokens:,} tokens, {stats.trained_tokens:,} trained) "
-             f"with attention={attn}, deepspeed={opts.deepspeed or 'off'}")
+             f"with attention={attn}, deepspeed={opts.deepspeed or 'off'} on {device_type}")
     if resume and rank0:
         echo(f"resuming from {resume}")
     try:
@@ -230,7 +232,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
     trainer.accelerator.wait_for_everyone()
     summary = {}
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(tmp_model))
+        copy_tokenizer_files(opts.tokenizer, tmp_model)  # the very files trained with, tokenizer.model included
         final = out / "model"
         if final.exists():
             shutil.rmtree(final)
@@ -263,6 +265,7 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from corpuskit.outputs import atomic_dir
+    from trainers.inference import adapter_embedding_rows
 
     adapter_dir = Path(adapter)
     if not (adapter_dir / "adapter_config.json").is_file():
@@ -276,12 +279,13 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32, trust_remote_code=False)
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=False)
     rows = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > rows:
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)  # rows come from the adapter
+    adapter_rows = adapter_embedding_rows(adapter_dir)  # trained embeddings: the tokenizer, maybe padded
+    if adapter_rows is not None and adapter_rows != rows:
+        model.resize_token_embeddings(adapter_rows, mean_resizing=False)  # rows come from the adapter
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
     with atomic_dir(output, "trainers merge-lora") as tmp:
         merged.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
+        copy_tokenizer_files(adapter_dir, tmp)
         report = StageReport(command="trainers merge-lora", inputs=[adapter, base])
         report.keep(1)
         report.details.update({"base_rows": rows, "vocab_size": len(tokenizer),
