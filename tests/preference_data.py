@@ -51,7 +51,7 @@ def sharegpt_qa(limit: int = 40, max_chars: int = 400) -> list[tuple[str, str]]:
         turns = rec.get("conversations", [])
         if len(turns) >= 2 and turns[0]["from"] == "human" and turns[1]["from"] == "gpt":
             q, a = turns[0]["value"].strip(), turns[1]["value"].strip()
-            if q and a and len(q) <= max_chars:
+            if q and a and len(q) <= max_chars and a[:max_chars] not in {x for _, x in out}:
                 out.append((q, a[:max_chars]))
         if len(out) == limit:
             break

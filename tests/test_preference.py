@@ -36,6 +36,9 @@ def hh_records():
         shared = [("user", q1), ("assistant", a1), ("user", q2)]
         out.append({"chosen": hh_transcript(shared + [("assistant", a2)]),
                     "rejected": hh_transcript(shared + [("assistant", other)]), "source": "hh-style"})
+    (q1, a1), (q2, a2), (q3, a3) = qa[:3]  # diverging at the first answer: multi-turn replies
+    out.append({"chosen": hh_transcript([("user", q1), ("assistant", a1), ("user", q2), ("assistant", a2)]),
+                "rejected": hh_transcript([("user", q1), ("assistant", a3), ("user", q3), ("assistant", a2)])})
     return out
 
 
@@ -45,6 +48,7 @@ def test_convert_hh_splits_the_shared_prompt(tmp_path):
     result = ck("convert", src, "-o", tmp_path / "pairs.jsonl", "--to", "preference")
     assert f"input {len(records)} = kept {len(records)} + rejected 0" in result.output
     pairs = read_jsonl(tmp_path / "pairs.jsonl")
+    assert isinstance(pairs[-1]["chosen"], list)
     qa = sharegpt_qa(12)
     first = pairs[0]
     assert [m["role"] for m in first["messages"]] == ["user", "assistant", "user"]
@@ -147,3 +151,154 @@ def test_preference_schema_is_a_valid_json_schema_and_matches_the_code(tmp_path)
     # a preference record is not an SFT record (and the other way round)
     assert list(Draft202012Validator(load_schema("sft")).iter_errors(good[0]))
     ck("validate", write_jsonl(tmp_path / "good.jsonl", good))
+
+
+# ---- render --mode preference / prompt ----------------------------------------------------------
+
+END_OF_TURN = {"llama2-chinese": "\n</s>", "llama2": " </s>", "chatml": "<|im_end|>", "colossal": "</s>"}
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory, llama2_tokenizer_dir):
+    """Review-verdict, ShareGPT and multi-turn HH pairs (canonical), and tokenizer dirs with templates."""
+    import shutil
+
+    w = tmp_path_factory.mktemp("pref")
+    write_jsonl(w / "hh.jsonl", hh_records())
+    ck("convert", w / "hh.jsonl", "-o", w / "hh-pairs.jsonl", "--to", "preference")
+    write_jsonl(w / "pairs.jsonl", review_pairs(60) + sharegpt_pairs(30) + read_jsonl(w / "hh-pairs.jsonl"))
+    for name in END_OF_TURN:
+        shutil.copytree(llama2_tokenizer_dir, w / f"tok-{name}")
+        ck("template", "export", name, "--tokenizer", w / f"tok-{name}")
+    return w
+
+
+def load(d):
+    from datasets import load_from_disk
+
+    return load_from_disk(str(d))
+
+
+def trl_preprocess(records, tok_dir, trainer: str):
+    """TRL's own tokenisation of the same conversations (its trainers' `_prepare_dataset`)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
+
+    from corpuskit.ingest.preference import reply_turns
+
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    ds = Dataset.from_list([{"prompt": r["messages"], "chosen": reply_turns(r["chosen"]),
+                             "rejected": reply_turns(r["rejected"]), "line": i + 1} for i, r in enumerate(records)])
+    cls, cfg = (DPOTrainer, DPOConfig) if trainer == "dpo" else (RewardTrainer, RewardConfig)
+    out = cls._prepare_dataset(None, ds, tok, cfg(output_dir="unused", max_length=None, bf16=False), "train")
+    return {r["line"]: r for r in out}, tok
+
+
+@pytest.mark.parametrize("name", list(END_OF_TURN))
+def test_rendered_pairs_equal_trl_tokenisation(work, name):
+    out = work / f"r-{name}"
+    ck("render", work / "pairs.jsonl", "--tokenizer", work / f"tok-{name}", "--mode", "preference",
+       "--max-length", 4096, "-o", out)
+    rows = {int(r["origin"].rsplit(":", 1)[1]): r for r in load(out)}
+    records = read_jsonl(work / "pairs.jsonl")
+    assert len(rows) == len(records)
+    trl_dpo, tok = trl_preprocess(records, work / f"tok-{name}", "dpo")
+    trl_rm, _ = trl_preprocess(records, work / f"tok-{name}", "rm")
+    # chatml puts a newline after <|im_end|>: TRL's completion runs to the end of the text, ours
+    # stops at the end-of-turn token (the newline is template text, not something to train on)
+    tail = tok("\n", add_special_tokens=False)["input_ids"] if name == "chatml" else []
+    eot = tok.convert_tokens_to_ids("<|im_end|>") if name == "chatml" else tok.eos_token_id
+    multi_turn = 0
+    for line, row in rows.items():
+        rec, ref = records[line - 1], trl_dpo[line]
+        assert row["prompt_ids"] == ref["prompt_ids"], (name, line)
+        assert row["chosen_ids"] + tail == ref["chosen_ids"] and row["rejected_ids"] + tail == ref["rejected_ids"]
+        assert row["prompt_ids"] + row["chosen_ids"] + tail == trl_rm[line]["chosen_ids"]
+        assert row["prompt_ids"] + row["rejected_ids"] + tail == trl_rm[line]["rejected_ids"]
+        # one BOS opening the sequence (never a second one added by tokenisation), replies end on
+        # their end-of-turn token
+        ids = row["prompt_ids"] + row["chosen_ids"]
+        assert ids[0] == tok.bos_token_id and all(not (a == b == tok.bos_token_id) for a, b in zip(ids, ids[1:]))
+        for side in ("chosen", "rejected"):
+            assert row[f"{side}_ids"][-1] == eot
+            if isinstance(rec[side], str):  # the trained tokens are exactly the reply and its end of turn
+                decoded = tok.decode(row[f"{side}_ids"])
+                assert decoded.lstrip(" ") == (rec[side] + END_OF_TURN[name]).lstrip(" "), (name, line)
+            else:
+                multi_turn += 1
+    assert multi_turn >= 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["mode"] == "preference" and manifest["tokenizer"]["sha256"]
+
+
+def test_truncation_keeps_prompt_end_and_whole_replies(work):
+    full, cut = work / "r-full", work / "r-cut"
+    tok_dir = work / "tok-llama2-chinese"
+    ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", full)
+    result = ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", cut,
+                "--max-length", 160)
+    report = json.loads((cut / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["input"] == counts["kept"] + sum(counts["rejected"].values())
+    assert counts["rejected"].get("too_long", 0) > 0 and report["details"]["truncated"] > 0
+    assert "truncated" in result.output
+    whole = {r["origin"]: r for r in load(full)}
+    truncated = 0
+    for row in load(cut):
+        ref = whole[row["origin"]]
+        assert row["chosen_ids"] == ref["chosen_ids"] and row["rejected_ids"] == ref["rejected_ids"]
+        assert len(row["prompt_ids"]) + max(len(row["chosen_ids"]), len(row["rejected_ids"])) <= 160
+        if row["prompt_ids"] != ref["prompt_ids"]:
+            truncated += 1
+            keep = len(row["prompt_ids"]) - 1
+            assert row["prompt_ids"][0] == 1 and row["prompt_ids"][1:] == ref["prompt_ids"][-keep:]
+    assert truncated == report["details"]["truncated"]
+    rejected = read_jsonl(cut / "rejected.jsonl") if (cut / "rejected.jsonl").exists() else report["examples"]["too_long"]
+    assert any("replies are never cut" in r["message"] for r in rejected)
+    # drop rejects every pair that does not fit instead
+    drop = work / "r-drop"
+    ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", drop,
+       "--max-length", 160, "--truncation", "drop")
+    assert len(load(drop)) == len(load(cut)) - truncated
+
+
+def test_prompt_mode_renders_generation_prompts(work, data_dir):
+    from transformers import AutoTokenizer
+
+    tok_dir = work / "tok-llama2-chinese"
+    ck("convert", data_dir / "sharegpt_sample.json", "-o", work / "chats.jsonl", "--to", "sft")
+    out = work / "r-prompts"
+    ck("render", work / "pairs.jsonl", work / "chats.jsonl", "--tokenizer", tok_dir, "--mode", "prompt",
+       "--max-length", 4096, "-o", out)
+    tok = AutoTokenizer.from_pretrained(str(tok_dir))
+    pairs, chats = read_jsonl(work / "pairs.jsonl"), read_jsonl(work / "chats.jsonl")
+    rows = load(out)
+    assert rows.column_names == ["prompt_ids", "origin", "category"] and len(rows) == len(pairs) + len(chats)
+    for row in rows:
+        path, line = row["origin"].rsplit(":", 1)
+        if path.endswith("pairs.jsonl"):
+            prompt = pairs[int(line) - 1]["messages"]
+        else:
+            messages = chats[int(line) - 1]["messages"]
+            prompt = messages[:max(i for i, m in enumerate(messages) if m["role"] == "assistant")]
+        assert row["prompt_ids"] == list(tok.apply_chat_template(prompt, add_generation_prompt=True)["input_ids"])
+        assert tok.decode(row["prompt_ids"]).endswith("Assistant:")
+
+
+def test_pair_render_is_reproducible_and_rejects_bad_usage(work):
+    tok_dir = work / "tok-llama2"
+    a, b = work / "r-w1", work / "r-w2"
+    ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", a, "--workers", 1)
+    ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", b, "--workers", 2)
+    for f in ("data-00000-of-00001.arrow", "state.json", "manifest.json"):
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    res = ck("render", work / "pairs.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", work / "x",
+             "--truncation", "turns", code=1)
+    assert "does not apply to --mode preference" in res.output and "Traceback" not in res.output
+    # SFT records are not pairs: each is rejected with its reason, none is lost
+    ck("convert", write_jsonl(work / "one.jsonl", [{"messages": [{"role": "user", "content": "你好"},
+                                                                {"role": "assistant", "content": "你好！"}]}]),
+       "-o", work / "one-sft.jsonl")
+    res = ck("render", work / "one-sft.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", work / "r-sft")
+    assert "input 1 = kept 0 + rejected 1 (wrong_kind=1)" in res.output
