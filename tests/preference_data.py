@@ -73,3 +73,13 @@ def hh_transcript(turns: list[tuple[str, str]]) -> str:
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     return path
+
+
+def review_offtopic_pairs(limit: int = 120, max_chars: int = 40, answer_chars: int = 80) -> list[dict]:
+    """The review question with its correct verdict chosen and, rejected, a real ShareGPT answer to
+    a different question: a signal a tiny model learns in a few CPU steps (training tests)."""
+    answers = [a[:answer_chars] for _, a in sharegpt_qa(60)]
+    out = []
+    for i, rec in enumerate(review_pairs(limit, max_chars)):
+        out.append({**rec, "rejected": answers[i % len(answers)]})
+    return out
