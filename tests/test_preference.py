@@ -302,3 +302,35 @@ def test_pair_render_is_reproducible_and_rejects_bad_usage(work):
        "-o", work / "one-sft.jsonl")
     res = ck("render", work / "one-sft.jsonl", "--tokenizer", tok_dir, "--mode", "preference", "-o", work / "r-sft")
     assert "input 1 = kept 0 + rejected 1 (wrong_kind=1)" in res.output
+
+
+# ---- clean / stats / bucket on pairs ------------------------------------------------------------
+
+def test_clean_filters_replies_and_deduplicates_prompts(tmp_path):
+    pairs = review_pairs(40)
+    same_question = {**pairs[0], "chosen": pairs[0]["chosen"] + "评论说得很清楚。", "id": "dup-exact"}
+    near = {**pairs[1], "messages": [{"role": "user", "content": pairs[1]["messages"][0]["content"] + "！"}],
+            "id": "dup-near"}
+    long_reply = {**pairs[2], "messages": [{"role": "user", "content": "另一个问题：" + pairs[3]["messages"][0]["content"]}],
+                  "rejected": sharegpt_qa(1)[0][1], "id": "long"}
+    records = pairs + [same_question, near, long_reply]
+    src = write_jsonl(tmp_path / "pairs.jsonl", records)
+    (tmp_path / "f.yaml").write_text("filters:\n  length: {min_chars: 1, max_chars: 300}\n", encoding="utf-8")
+    ck("clean", src, "-o", tmp_path / "clean", "--filters", tmp_path / "f.yaml", "--threshold", 0.7)
+    report = json.loads((tmp_path / "clean" / "report.json").read_text())
+    counts = report["counts"]
+    assert counts["input"] == len(records) == counts["kept"] + sum(counts["rejected"].values())
+    rejected = {r["record"].get("id"): r for r in read_jsonl(tmp_path / "clean" / "rejected.jsonl")}
+    assert rejected["dup-exact"]["reason"] == "exact_duplicate"  # same prompt, other replies
+    assert rejected["dup-near"]["reason"] == "near_duplicate"
+    assert rejected["long"]["reason"] == "length.too_long" and rejected["long"]["message"].startswith("rejected reply:")
+    kept = read_jsonl(tmp_path / "clean" / "clean.jsonl")
+    # all the verdict replies are the same two strings: replies are not what dedup compares
+    assert len(kept) == len(pairs) and kept == pairs
+    ck("validate", tmp_path / "clean" / "clean.jsonl", "--schema", "preference")
+    # stats and bucket read the clean folder and keep every pair whole
+    stats = ck("stats", tmp_path / "clean").output
+    assert "reviews" in stats
+    ck("bucket", tmp_path / "clean", "-o", tmp_path / "buckets", "-n", 2, "--seed", 1)
+    bucketed = [r for f in sorted((tmp_path / "buckets").glob("bucket-*.jsonl")) for r in read_jsonl(f)]
+    assert sorted(json.dumps(r, sort_keys=True) for r in bucketed) == sorted(json.dumps(r, sort_keys=True) for r in kept)
