@@ -83,3 +83,11 @@ def review_offtopic_pairs(limit: int = 120, max_chars: int = 40, answer_chars: i
     for i, rec in enumerate(review_pairs(limit, max_chars)):
         out.append({**rec, "rejected": answers[i % len(answers)]})
     return out
+
+
+if __name__ == "__main__":  # the demo's pairs, in the flat prompt/chosen/rejected format convert reads
+    import sys
+
+    flat = [{"prompt": r["messages"][0]["content"], "chosen": r["chosen"], "rejected": r["rejected"],
+             "category": r["category"]} for r in review_offtopic_pairs(int(sys.argv[2]) if len(sys.argv) > 2 else 120)]
+    write_jsonl(Path(sys.argv[1]), flat)

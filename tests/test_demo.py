@@ -21,10 +21,11 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
     res = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh"]:
+    for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh",
+                   "pairs-rendered", "run-rm", "run-dpo"]:
         counts = json.loads((out / report / "report.json").read_text(encoding="utf-8"))["counts"]
         assert counts["input"] == counts["kept"] + sum(counts["rejected"].values()), report
-    for run in ["run-pretrain", "run-sft", "merged"]:
+    for run in ["run-pretrain", "run-sft", "merged", "run-rm", "run-dpo"]:
         assert (out / run / ("" if run == "merged" else "model") / "config.json").is_file(), run
     text = res.stdout + res.stderr
     assert "trained 20 steps" in text and "trained 33 steps" in text
