@@ -19,7 +19,7 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
     env = {**os.environ, "DEMO_OUT": str(out), "LLAMA2_MODEL": str(llama2_model),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     res = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh",
                    "pairs-rendered", "run-rm", "run-dpo"]:
