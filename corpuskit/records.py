@@ -1,6 +1,7 @@
 """The one record model carried through every corpus stage.
 
-A record is either pretrain (`text`, or `source` + `target`), SFT (`messages`) or a vocabulary piece.
+A record is either pretrain (`text`, or `source` + `target`), SFT (`messages`), preference (a prompt
+as `messages` ending with a user turn, plus `chosen` and `rejected` replies) or a vocabulary piece.
 Its `origin` (file and 1-based line where the record starts) travels with it, so every error,
 reject and output row can be traced back to the input line it came from.
 """
@@ -13,7 +14,8 @@ from typing import Any
 PRETRAIN = "pretrain"
 SFT = "sft"
 PIECE = "piece"
-KINDS = (PRETRAIN, SFT, PIECE)
+PREFERENCE = "preference"
+KINDS = (PRETRAIN, SFT, PIECE, PREFERENCE)
 
 ROLES = ("system", "user", "assistant")
 
@@ -41,6 +43,8 @@ class Record:
     piece: str | None = None
     category: str | None = None
     id: str | None = None
+    chosen: str | list[dict] | None = None  # preference: the preferred reply (text, or assistant-first turns)
+    rejected: str | list[dict] | None = None  # preference: the other reply
     extra: dict = field(default_factory=dict)  # unknown keys kept verbatim (e.g. provenance fields)
     repairs: tuple[str, ...] = ()  # opt-in fixes convert applied (reported, never written)
 
@@ -49,6 +53,8 @@ class Record:
         out: dict[str, Any] = {}
         if self.kind == SFT:
             out["messages"] = self.messages
+        elif self.kind == PREFERENCE:
+            out.update(messages=self.messages, chosen=self.chosen, rejected=self.rejected)
         elif self.kind == PIECE:
             out["piece"] = self.piece
         elif self.text is not None:
@@ -67,6 +73,8 @@ class Record:
         """The text that quality filters and dedup look at."""
         if self.kind == SFT:
             return "\n".join(m["content"] for m in self.messages or ())
+        if self.kind == PREFERENCE:
+            return "\n".join([self.prompt_text(), *self.reply_texts()])
         if self.kind == PIECE:
             return self.piece or ""
         if self.text is not None:
@@ -79,6 +87,11 @@ class Record:
                    extra=dict(self.extra))
         if self.kind == SFT:
             r.messages = [{**m, "content": new_text_fn(m["content"])} for m in self.messages or ()]
+        elif self.kind == PREFERENCE:
+            r.messages = [{**m, "content": new_text_fn(m["content"])} for m in self.messages or ()]
+            r.chosen, r.rejected = (new_text_fn(x) if isinstance(x, str) else
+                                    [{**m, "content": new_text_fn(m["content"])} for m in x]
+                                    for x in (self.chosen, self.rejected))
         elif self.kind == PIECE:
             r.piece = self.piece
         elif self.text is not None:
@@ -87,6 +100,26 @@ class Record:
             r.source = new_text_fn(self.source or "")
             r.target = new_text_fn(self.target or "")
         return r
+
+    # -- preference records: what clean filters (the replies) and deduplicates (the prompt) --------
+    def prompt_text(self) -> str:
+        return "\n".join(m["content"] for m in self.messages or ())
+
+    def reply_texts(self) -> list[str]:
+        """The chosen and the rejected reply as plain text (multi-turn replies joined by lines)."""
+        return [x if isinstance(x, str) else "\n".join(m["content"] for m in x or ())
+                for x in (self.chosen, self.rejected)]
+
+    def dedup_text(self) -> str:
+        """What exact and near-duplicate removal compare: a preference record's prompt (the same
+        question must not be over-represented), any other record's whole content."""
+        return self.prompt_text() if self.kind == PREFERENCE else self.content_text()
+
+    def filter_texts(self) -> list[tuple[str, str]]:
+        """(label, text) pairs the quality filters judge: each reply of a preference record, else the content."""
+        if self.kind == PREFERENCE:
+            return list(zip(("chosen", "rejected"), self.reply_texts()))
+        return [("", self.content_text())]
 
 
 @dataclass(slots=True)

@@ -63,6 +63,17 @@ trainers sft --data "$OUT/packed" --model "$OUT/run-pretrain/model" --tokenizer 
   --lora --lora-r 4 $LORA_LEN --lr 1e-3 --logging-steps 1
 trainers merge-lora --adapter "$OUT/run-lora/model" --base "$OUT/run-pretrain/model" -o "$OUT/merged"
 
+step "alignment: preference pairs -> reward model -> DPO on the SFT model (TRL, CPU)"
+echo "-- pairs from the real samples: a review with its correct verdict (chosen) vs a ShareGPT answer to another question"
+python tests/preference_data.py "$OUT/pairs-raw.jsonl" 120
+corpuskit convert "$OUT/pairs-raw.jsonl" -o "$OUT/pairs.jsonl" --to preference
+corpuskit render "$OUT/pairs.jsonl" --tokenizer "$OUT/tokenizer" --mode preference -o "$OUT/pairs-rendered" \
+  --max-length 256 --show 1
+trainers rm --data "$OUT/pairs-rendered" --model "$OUT/run-sft/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-rm" \
+  --max-steps 20 --batch-size 8 --lr 3e-3 --eval-fraction 0.2 --logging-steps 5
+trainers dpo --data "$OUT/pairs-rendered" --model "$OUT/run-sft/model" --tokenizer "$OUT/tokenizer" -o "$OUT/run-dpo" \
+  --max-steps 4 --batch-size 4 --lr 1e-3 --eval-fraction 0.1 --logging-steps 1
+
 step "outputs"
 cat <<EOT
   canonical records      $OUT/chats.jsonl, $OUT/news.jsonl, $OUT/reviews.jsonl (+ .rejected.jsonl)
@@ -74,4 +85,5 @@ cat <<EOT
   rendered / packed      $OUT/rendered/, $OUT/packed/, $OUT/pt-rendered/, $OUT/pt-packed/
   trained models         $OUT/run-pretrain/model/, $OUT/run-sft/model/, LoRA $OUT/run-lora/model/ -> $OUT/merged/   (TensorBoard: tensorboard --logdir $OUT/run-sft/tensorboard)
   answers / eval         $OUT/answers.jsonl, $OUT/eval-pretrain/report.md vs $OUT/eval-sft/report.md
+  preference pairs       $OUT/pairs.jsonl -> $OUT/pairs-rendered/ ; reward model $OUT/run-rm/model/, DPO $OUT/run-dpo/model/
 EOT

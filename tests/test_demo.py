@@ -19,12 +19,13 @@ def test_demo_script_runs_the_whole_pipeline(tmp_path, llama2_model):
     env = {**os.environ, "DEMO_OUT": str(out), "DEMO_QUICK": "1", "LLAMA2_MODEL": str(llama2_model),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     res = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh"]:
+    for report in ["clean-pretrain", "clean-chats", "buckets", "rendered", "packed", "pt-packed", "llama2-zh",
+                   "pairs-rendered", "run-rm", "run-dpo"]:
         counts = json.loads((out / report / "report.json").read_text(encoding="utf-8"))["counts"]
         assert counts["input"] == counts["kept"] + sum(counts["rejected"].values()), report
-    for run in ["run-pretrain", "run-sft", "merged"]:
+    for run in ["run-pretrain", "run-sft", "merged", "run-rm", "run-dpo"]:
         assert (out / run / ("" if run == "merged" else "model") / "config.json").is_file(), run
     text = res.stdout + res.stderr
     # DEMO_QUICK: 2 pretrain steps, 2 SFT steps, 1 LoRA step (tests/test_trainers_e2e.py covers longer runs)

@@ -1,4 +1,5 @@
-"""`trainers` command line: pretrain, sft and merge-lora on `corpuskit pack` output.
+"""`trainers` command line: pretrain, sft and merge-lora on `corpuskit pack` output; rm, dpo and
+rlhf (trainers/recipes) on `corpuskit render --mode preference|prompt` output.
 
 Nothing heavy is imported at module level, so `trainers --help` works and a missing [train]
 extra is reported as one clear line instead of an ImportError traceback.
@@ -209,6 +210,15 @@ def merge_lora_cmd(adapter: str, base: str, output: str) -> None:
     from trainers.run import merge_lora
 
     merge_lora(adapter, base, output, echo=lambda m: click.echo(m, err=True))
+
+
+def _register_recipes() -> None:
+    from trainers.recipes.cli import register  # rm, dpo, rlhf (TRL)
+
+    register(main)
+
+
+_register_recipes()
 
 
 if __name__ == "__main__":

@@ -20,10 +20,10 @@ import yaml
 from corpuskit.clean.doc import WORD_MODES
 from corpuskit.clean.filters import FILTERS, ORDER, Filter
 from corpuskit.clean.normalize import NormalizeConfig
-from corpuskit.records import PIECE, PRETRAIN, SFT
+from corpuskit.records import PIECE, PREFERENCE, PRETRAIN, SFT
 
 PRESETS = ("default", "web", "none")
-KINDS = (PRETRAIN, SFT, PIECE)
+KINDS = (PRETRAIN, SFT, PIECE, PREFERENCE)
 
 
 class ConfigError(ValueError):

@@ -99,7 +99,7 @@ class Filter(ABC):
 
     name = ""
     defaults: dict[str, Any] = {}
-    default_apply_to: tuple[str, ...] = ("pretrain", "sft")
+    default_apply_to: tuple[str, ...] = ("pretrain", "sft", "preference")  # preference: each reply
 
     def __init__(self, apply_to=None, **params):
         unknown = set(params) - set(self.defaults)

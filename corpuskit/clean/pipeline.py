@@ -35,7 +35,7 @@ from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
 from corpuskit.ingest import InputError, expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, dumps
-from corpuskit.records import PRETRAIN, SFT, Origin, Record, Rejected
+from corpuskit.records import PREFERENCE, PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
 
 DEDUP_METHODS = ("exact", "minhash")
@@ -97,17 +97,19 @@ class _Worker:
             emptied = _emptied(rec)
             if emptied:
                 return FilterReject(sorted(steps), "normalize", "emptied", emptied)
-        doc = Doc(rec.content_text(), self.cfg.words)
+        # a preference record's filters judge each reply; its duplicates are found on the prompt
+        docs = [(label, Doc(text, self.cfg.words)) for label, text in rec.filter_texts()]
         for f in self.cfg.filters:
             if rec.kind not in f.apply_to:
                 continue
-            t = time.perf_counter()
-            verdict = f.filter(doc)
-            timings[f"filter.{f.name}"] += time.perf_counter() - t
-            if verdict is not True:
-                _, rule, message = verdict
-                return FilterReject(sorted(steps), f.name, rule, message)
-        text = doc.text
+            for label, doc in docs:
+                t = time.perf_counter()
+                verdict = f.filter(doc)
+                timings[f"filter.{f.name}"] += time.perf_counter() - t
+                if verdict is not True:
+                    _, rule, message = verdict
+                    return FilterReject(sorted(steps), f.name, rule, f"{label} reply: {message}" if label else message)
+        text = rec.dedup_text() if rec.kind == PREFERENCE else docs[0][1].text
         t = time.perf_counter()
         key = exact_key(text) if self.want_key else None
         timings["exact_key"] += time.perf_counter() - t
@@ -134,10 +136,14 @@ class _Worker:
 def _emptied(rec: Record) -> str | None:
     """Why a normalised record is no longer valid (a turn or the text became empty), or None.
     Checked even with filters off, so clean.jsonl never holds a record that validate rejects."""
-    if rec.kind == SFT:
+    if rec.kind in (SFT, PREFERENCE):
         for i, m in enumerate(rec.messages or ()):
             if not m["content"].strip():
                 return f"turn {i} ({m['role']}) is empty after normalisation"
+        if rec.kind == PREFERENCE:
+            for side, text in zip(("chosen", "rejected"), rec.reply_texts()):
+                if not text.strip():
+                    return f"the {side} reply is empty after normalisation"
     elif rec.kind == PRETRAIN:
         if rec.text is not None and not rec.text.strip():
             return "text is empty after normalisation"
@@ -339,7 +345,7 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
     with contextlib.closing(replay):
         for _, item, cand in replay:
             if cand is not None and resolver.wants(cand):
-                text = normalizer.normalized(item)[0].content_text()
+                text = normalizer.normalized(item)[0].dedup_text()
                 resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
                 if resolver.done:
                     break  # the write pass re-reads (and re-checks) the whole input anyway

@@ -68,7 +68,7 @@ def _split_repairs(ctx, param, values):
               help="Where rejected records go, one JSON per line with its reason [default: OUTPUT with .rejected.jsonl].")
 @click.option("--category", default=None,
               help="Category for records that have none (records with their own keep it); bucket mixes by it.")
-@click.option("--to", type=click.Choice(["sft", "pretrain"]), default=None,
+@click.option("--to", type=click.Choice(["sft", "pretrain", "preference"]), default=None,
               help="Require this record kind; records of the other kind are rejected (wrong_kind).")
 @from_option
 @encoding_option
@@ -80,8 +80,9 @@ def _split_repairs(ctx, param, values):
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
 def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repairs, strict, report_path):
-    """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily or plain text
-    to canonical records.
+    """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily, plain text or
+    preference pairs (Anthropic HH, UltraFeedback-binarized, flat prompt/chosen/rejected) to
+    canonical records.
 
     \b
     Examples:
@@ -89,6 +90,7 @@ def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repai
       corpuskit convert ShareGPT_V3.json -o chats.jsonl --repair leading-assistant
       corpuskit convert atom_train.csv -o atom.jsonl --from llama2-chinese
       corpuskit convert 199801.txt -o pd.jsonl --from peoples-daily --category news
+      corpuskit convert hh-rlhf-train.jsonl -o pairs.jsonl --to preference
     """
     if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
         raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl",

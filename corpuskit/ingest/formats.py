@@ -19,7 +19,8 @@ ROLE_MAP = {
     "assistant": "assistant",
 }
 
-FORMATS = ("auto", "canonical", "sharegpt", "colossal", "alpaca", "llama2-chinese", "peoples-daily", "text")
+FORMATS = ("auto", "canonical", "sharegpt", "colossal", "alpaca", "llama2-chinese", "peoples-daily", "text",
+           "hh", "ultrafeedback", "preference-flat")
 
 
 class Reject(Exception):
@@ -127,6 +128,9 @@ _KIND_KEYS = ("messages", "piece", "text", "target")
 
 
 def from_canonical(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
+    if "chosen" in value or "rejected" in value:  # a preference record: its `messages` is the prompt
+        from corpuskit.ingest.preference import from_canonical_preference
+        return from_canonical_preference(value, origin)
     present = [k for k in _KIND_KEYS if k in value]
     if len(present) > 1:
         raise Reject("mixed_kinds", f"record has keys of more than one record kind or form: {present}")
@@ -239,6 +243,11 @@ def from_peoples_daily(value: dict, origin: Origin, repairs: frozenset = frozens
 
 
 def detect(value: dict) -> Callable[[dict, Origin], Record]:
+    from corpuskit.ingest.preference import detect_preference
+
+    preference = detect_preference(value)
+    if preference is not None:
+        return preference
     if "conversations" in value:
         return from_sharegpt
     if "messages" in value:
@@ -258,6 +267,15 @@ CONVERTERS: dict[str, Callable[[dict, Origin], Record]] = {
     "colossal": from_colossal, "alpaca": from_alpaca, "llama2-chinese": from_llama2_chinese,
     "peoples-daily": from_peoples_daily,
 }
+
+
+def _register_preference() -> None:
+    from corpuskit.ingest.preference import CONVERTERS as PREFERENCE_CONVERTERS
+
+    CONVERTERS.update(PREFERENCE_CONVERTERS)
+
+
+_register_preference()
 
 
 def convert_value(value: Any, origin: Origin, fmt: str = "auto", to: str | None = None,

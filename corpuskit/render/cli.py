@@ -16,6 +16,8 @@ from corpuskit.render.export import export_template, missing_special_tokens
 from corpuskit.render.templates import (BUILTINS, ChatTemplate, TemplateError, builtin_source, check_has_generation,
                                         load_template)
 from corpuskit.render.tokenize import TRUNCATIONS, RenderOptions
+
+PAIR_MODES = ("preference", "prompt")  # corpuskit.render.preference: TRL-ready pairs and RL prompts
 from corpuskit.render.tokenizer_dir import TokenizerDir, TokenizerDirError
 
 
@@ -64,16 +66,19 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
               help="Hugging Face tokenizer directory (tokenizer.json + tokenizer_config.json).")
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Output datasets directory (datasets.load_from_disk). Optional with --show.")
-@click.option("--mode", type=click.Choice([SFT, PRETRAIN]), default=SFT, show_default=True,
-              help="sft: chat records through a template; pretrain: {text} or {source,target} records.")
+@click.option("--mode", type=click.Choice([SFT, PRETRAIN, *PAIR_MODES]), default=SFT, show_default=True,
+              help="sft: chat records through a template; pretrain: {text} or {source,target} records; "
+                   "preference: prompt/chosen/rejected ids for trainers rm/dpo; prompt: prompts with the "
+                   "generation prompt for trainers rlhf.")
 @click.option("--template", "template_name", default=None,
               help=f"Built-in ({', '.join(BUILTINS)}) or a .jinja/.yaml file [default: the tokenizer's "
                    "chat_template, written by `corpuskit template export`].")
 @click.option("--max-length", type=click.IntRange(8), default=4096, show_default=True,
               help="Longest sample in tokens.")
-@click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
+@click.option("--truncation", type=click.Choice(TRUNCATIONS + ("left",)), default=None,
               help="Too-long records: turns = drop whole turns from the end (sft default), right = cut and end "
-                   "on EOS (pretrain default), drop = reject.")
+                   "on EOS (pretrain default), left = keep BOS and the end of the prompt, never cut a reply "
+                   "(preference/prompt default), drop = reject.")
 @click.option("--train-on", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="Train on every assistant turn or only the last one.")
 @click.option("--group-texts", type=click.IntRange(8), default=None, metavar="BLOCK",
@@ -97,9 +102,16 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
       corpuskit render chats.jsonl --tokenizer tok/ --template llama2-chinese -o rendered/
       corpuskit render chats.jsonl --tokenizer tok/ --template colossal --show 2
       corpuskit render news.jsonl --tokenizer tok/ --mode pretrain --group-texts 4096 -o pt/ --workers 2
+      corpuskit render pairs.jsonl --tokenizer tok/ --mode preference --max-length 1024 -o pairs/
+      corpuskit render pairs.jsonl --tokenizer tok/ --mode prompt --max-length 512 -o prompts/
     """
     from corpuskit.render.pipeline import default_truncation, render_corpus, show_samples
 
+    if mode in PAIR_MODES:
+        return _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
+                             group_texts, show, workers, fmt, encoding)
+    if truncation == "left":
+        raise UsageProblem("--truncation left applies to --mode preference and prompt only")
     if output is None and not show:
         raise UsageProblem("give -o/--output (or --show N to only look at samples)")
     if group_texts and mode != PRETRAIN:
@@ -132,6 +144,39 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
 
 def _template_file(name: str | None) -> str | None:
     return name if name and name not in BUILTINS and os.path.isfile(name) else None
+
+
+def _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
+                  group_texts, show, workers, fmt, encoding):
+    from corpuskit.render.preference import PAIR_TRUNCATIONS, PairOptions, render_pairs, show_pairs
+
+    if output is None and not show:
+        raise UsageProblem("give -o/--output (or --show N to only look at samples)")
+    if group_texts or train_on != "all":
+        raise UsageProblem(f"--group-texts and --train-on do not apply to --mode {mode} "
+                           "(the replies are what is trained on)")
+    truncation = truncation or "left"
+    if truncation not in PAIR_TRUNCATIONS:
+        raise UsageProblem(f"--truncation {truncation} does not apply to --mode {mode}; use left or drop")
+    tok = TokenizerDir.load(tokenizer_dir)
+    template = resolve_template(template_name, tok, mode)
+    if output is not None:
+        check_paths({"input": inputs, "--tokenizer": tokenizer_dir, "--template": _template_file(template_name)},
+                    dirs={"-o": output})
+    opts = PairOptions(mode=mode, max_length=max_length, truncation=truncation)
+    if show:
+        show_pairs(list(inputs), tok, template, opts, show, fmt, encoding, echo=click.echo)
+    if output is None:
+        return
+    report = render_pairs(list(inputs), output, tok, template, opts, workers, fmt, encoding,
+                          progress=lambda it, desc: progress(it, desc))
+    d = report.details
+    click.echo(report.summary(), err=True)
+    if mode == "preference":
+        click.echo(f"wrote {output}: {d['rows']} pairs, {d['tokens']} tokens ({d['trained_tokens']} in replies), "
+                   f"{d['truncated']} truncated", err=True)
+    else:
+        click.echo(f"wrote {output}: {d['rows']} prompts, {d['tokens']} tokens, {d['truncated']} truncated", err=True)
 
 
 @click.group("template")

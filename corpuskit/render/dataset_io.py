@@ -33,17 +33,18 @@ class BatchWriter:
         self.features, self.batch_rows = features, batch_rows
         self.writer = ArrowWriter(features=features, path=str(path))
         self.columns: dict[str, list] = {k: [] for k in features}
+        self.first = next(iter(features))  # its length is the batch's row count
         self.rows = 0
 
     def add(self, row: dict) -> None:
         for k, col in self.columns.items():
             col.append(row[k])
         self.rows += 1
-        if len(self.columns["input_ids"]) >= self.batch_rows:
+        if len(self.columns[self.first]) >= self.batch_rows:
             self.flush()
 
     def flush(self) -> None:
-        if self.columns["input_ids"]:
+        if self.columns[self.first]:
             self.writer.write_batch(self.columns)
             self.columns = {k: [] for k in self.features}
 

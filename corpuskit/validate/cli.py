@@ -59,7 +59,7 @@ def _print_text(result: FileResult, max_errors: int) -> None:
 @click.command("validate")
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--schema", type=click.Choice(("auto",) + SCHEMA_NAMES), default="auto", show_default=True,
-              help="Record schema to check against; auto picks per record (messages -> sft, piece -> piece, "
+              help="Record schema to check against; auto picks per record (chosen/rejected -> preference, messages -> sft, piece -> piece, "
                    "Llama2-Chinese '<s>Human: ...' text -> sft, else pretrain).")
 @click.option("--max-errors", type=click.IntRange(0), default=50, show_default=True,
               help="Error lines printed per file (all invalid records are still counted).")

@@ -31,7 +31,7 @@ class FileResult:
                 "errors": [{"line": line, "message": msg} for line, msg in errors]}
 
 
-_SHAPE_KEYS = {"messages", "piece", "text", "source", "target"}
+_SHAPE_KEYS = {"messages", "piece", "text", "source", "target", "chosen", "rejected"}
 
 
 def _keys(value: dict, limit: int = 8) -> str:

@@ -18,9 +18,9 @@ import fastjsonschema
 
 from corpuskit.ingest import Reject, check_messages, is_llama2_chinese
 from corpuskit.ingest.formats import from_llama2_chinese
-from corpuskit.records import KINDS, PIECE, SFT, Origin
+from corpuskit.records import KINDS, PIECE, PREFERENCE, SFT, Origin
 
-SCHEMA_NAMES = KINDS  # pretrain, sft, piece
+SCHEMA_NAMES = KINDS  # pretrain, sft, piece, preference
 
 
 @functools.cache
@@ -36,6 +36,8 @@ def kind_of(value: Any) -> str:
     """The schema `--schema auto` applies: chosen by the record's shape (a Llama2-Chinese
     `{"text": "<s>Human: ..."}` row is a conversation, as `convert` reads it)."""
     if isinstance(value, dict):
+        if "chosen" in value or "rejected" in value:
+            return PREFERENCE
         if "messages" in value:
             return SFT
         if "piece" in value:
@@ -68,6 +70,12 @@ class KindChecker:
                 check_messages(value["messages"])
             except Reject as r:
                 return f"$.messages: {r.message} [{r.reason}]"
+        if self.kind == PREFERENCE:
+            from corpuskit.ingest.preference import check_preference
+            try:
+                check_preference(value["messages"], value["chosen"], value["rejected"])
+            except Reject as r:
+                return f"$: {r.message} [{r.reason}]"
         return None
 
     def _explain(self, value: Any, fast_error: Exception) -> str:
