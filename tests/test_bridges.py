@@ -259,3 +259,122 @@ def test_merge_vocab_pad_to_multiple_keeps_ids(llama2_model, zh_pieces, news, tm
     evals = rep["details"]["eval"]
     folder_key = str(tmp_path / "news_clean" / "clean.jsonl")  # --eval of a stage folder reads its data file
     assert folder_key in evals and evals[folder_key]["slow_fast_agree"] == 1.0
+
+
+# ---- the pre-commit hook's slim install ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _slim_requirements() -> list[str]:
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8"))
+    deps = hooks[0]["additional_dependencies"]
+    assert deps[0] == "--no-deps" and all(h["additional_dependencies"] == deps for h in hooks)
+    return deps[1:]
+
+
+def test_slim_hook_requirements_are_complete():
+    """pip runs with --no-deps, so the list must hold the requirements of everything on it."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    listed = {canonicalize_name(Requirement(r).name): Requirement(r) for r in _slim_requirements()}
+    for name, req in listed.items():
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        for dep in metadata.requires(name) or ():
+            dep = Requirement(dep)
+            if dep.marker is None or dep.marker.evaluate({"extra": ""}):
+                assert canonicalize_name(dep.name) in listed, f"{name} needs {dep.name}, missing from the hook"
+
+
+def test_validate_runs_with_only_the_slim_requirements(tmp_path, data_dir):
+    """`corpuskit validate` in a process that may import only the standard library, corpuskit and
+    the hook's packages (anything else raises ImportError), as in pre-commit's slim environment."""
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    names = {canonicalize_name(Requirement(r).name) for r in _slim_requirements()}
+    allowed = {m for m, dists in metadata.packages_distributions().items()
+               if any(canonicalize_name(d) in names for d in dists)} | {"corpuskit"}
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"messages": "not a list"}, {"text": "\u200b"}])
+    script = f"""
+import sys
+ALLOWED = {sorted(allowed)!r}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        top = name.split(".")[0]
+        if top not in sys.stdlib_module_names and top not in ALLOWED and not top.startswith("_"):
+            raise ModuleNotFoundError(f"{{name}} is not in the slim install")
+sys.meta_path.insert(0, Block())
+from corpuskit.cli import main
+main(["validate", *sys.argv[1:]])
+"""
+    for args, expect in [
+        ([data_dir / "sharegpt_sample.json", "--from", "sharegpt"], ["67 records, 45 valid, 22 invalid"]),
+        ([bad, data_dir / "reviews_pos_head.txt"],
+         [f"{bad}:1: $.messages: must be of type array, got string",  # jsonschema explains it
+          "[empty_text]", "300 records, 300 valid"]),
+    ]:
+        proc = subprocess.run([sys.executable, "-c", script, *map(str, args)], capture_output=True, text=True)
+        assert proc.returncode == 1, proc.stderr
+        assert "Traceback" not in proc.stderr and "not in the slim install" not in proc.stderr
+        for text in expect:
+            assert text in proc.stdout, proc.stdout
+
+
+def test_github_actions_example_installs_the_same_slim_set_with_a_pip_cache():
+    import re
+
+    import yaml
+
+    doc = (ROOT / "docs" / "data-prs.md").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(re.search(r"## GitHub Actions.*?```yaml\n(.*?)```", doc, re.S).group(1))
+    steps = workflow["jobs"]["validate"]["steps"]
+    setup = next(s for s in steps if s.get("uses", "").startswith("actions/setup-python"))
+    assert setup["with"]["cache"] == "pip" and setup["with"]["cache-dependency-path"]
+    install = next(s for s in steps if "pip install" in s.get("run", ""))["run"]
+    assert install.startswith("pip install --no-deps ")
+    quoted = re.findall(r'"([^"]+)"', install)
+    assert quoted[0].startswith("corpuskit @ ")
+    assert quoted[1:] == [r for r in _slim_requirements() if ";" not in r]  # Windows-only colorama aside
+
+
+# ---- reports: Details as tables, pack timings; stats plot scale -------------------------------------------
+
+def test_report_details_are_tables_and_pack_total_covers_pack(news, tmp_path, llama2_tokenizer_dir):
+    run("render", news, "--tokenizer", llama2_tokenizer_dir, "--mode", "pretrain", "-o", tmp_path / "rendered",
+        "--max-length", 256)
+    run("pack", tmp_path / "rendered", "-o", tmp_path / "packed", "--seq-len", 256)
+    rep = json.loads((tmp_path / "packed" / "report.json").read_text())
+    assert rep["timings"]["pack"] <= rep["timings"]["total"]
+    run("clean", news, "-o", tmp_path / "clean")
+    for md in (tmp_path / "packed" / "report.md", tmp_path / "clean" / "report.md"):
+        details = md.read_text(encoding="utf-8").split("## Details", 1)[1].split("## Timings", 1)[0]
+        assert "{'" not in details and "': " not in details  # no Python dict dumps
+        assert "| item | value |" in details
+    clean_md = (tmp_path / "clean" / "report.md").read_text(encoding="utf-8")
+    assert "### by_category" in clean_md and "| news | 400 |" in clean_md
+    assert "|  | checked | rejected | by_rule |" in clean_md
+
+
+def test_stats_length_plot_has_log_scale(data_dir, tmp_path):
+    from corpuskit.ingest import iter_records
+    from corpuskit.report import StageReport
+    from corpuskit.stats.collect import collect_stats
+    from corpuskit.stats.render import length_figure
+
+    png = tmp_path / "lengths.png"
+    run("stats", data_dir / "reviews_pos_head.txt", "--plot", png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stats = collect_stats(iter_records([str(data_dir / "reviews_pos_head.txt")]), StageReport("stats"))
+    ax = length_figure(stats).axes[0]
+    assert ax.get_yscale() == "log" and "log" in ax.get_ylabel()
