@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+TORCH  := 2.13.0
 
 .PHONY: install demo test test-fast bench clean-venv
 
@@ -10,11 +11,13 @@ install: $(STAMP)
 
 # torch is pinned and installed first so that nothing pulls a multi-GB CUDA build.
 $(STAMP): pyproject.toml
+	@echo "Installing corpuskit, torch $(TORCH) (CPU) and the dev tools into $(VENV) (quietly; the first run takes several minutes) ..."
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q "torch==$(TORCH)"
 	$(PY) -m pip install -q -e ".[train,dev]"
 	touch $(STAMP)
+	@echo "Installed into $(VENV)."
 
 demo: install
 	bash scripts/demo.sh

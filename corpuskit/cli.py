@@ -17,6 +17,7 @@ COMMANDS = {
     "stats": "corpuskit.stats.cli:stats_cmd",
     "train-vocab": "corpuskit.vocab.cli:train_vocab_cmd",
     "merge-vocab": "corpuskit.vocab.cli:merge_vocab_cmd",
+    "tokenizer": "corpuskit.vocab.cli:tokenizer_group",
     "render": "corpuskit.render.cli:render_cmd",
     "template": "corpuskit.render.cli:template_group",
     "pack": "corpuskit.pack.cli:pack_cmd",

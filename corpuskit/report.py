@@ -88,10 +88,7 @@ class StageReport:
                 lines.append(f"| {reason} | {n} | {ex.replace('|', '/')} |")
             lines.append("")
         if self.details:
-            lines += ["## Details", ""]
-            for k, v in self.details.items():
-                lines.append(f"- {k}: {v}")
-            lines.append("")
+            lines += ["## Details", ""] + details_markdown(self.details)
         lines += ["## Timings (s)", ""] + [f"- {k}: {v}" for k, v in d["timings"].items()]
         return "\n".join(lines) + "\n"
 
@@ -100,3 +97,62 @@ class StageReport:
         write_json(outdir / f"{name}.json", self.to_json())
         with atomic_file(outdir / f"{name}.md") as fh:
             fh.write(self.to_markdown())
+
+
+# ---- report.md "Details": nested dicts as tables -----------------------------------------------
+
+def _cell(value: Any) -> str:
+    """A value inside a table cell: dicts as `k=v, ...`, lists comma-joined, one line, no pipes."""
+    if isinstance(value, dict):
+        text = ", ".join(f"{k}={_cell(v)}" for k, v in value.items()) or "-"
+    elif isinstance(value, (list, tuple)):
+        text = ", ".join(f"[{_cell(v)}]" if isinstance(v, (list, tuple)) else _cell(v) for v in value) or "-"
+    elif value is None:
+        text = "-"
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out + [""]
+
+
+def _examples(name: str, rows: dict) -> list[str]:
+    """Rows' `examples` ({rule: [{origin, text, message}]}) as one table of their own."""
+    found = [(row, rule, ex) for row, d in rows.items() if isinstance(d, dict) and isinstance(d.get("examples"), dict)
+             for rule, exs in d["examples"].items() for ex in exs if isinstance(ex, dict)]
+    if not found:
+        return []
+    keys = list(dict.fromkeys(k for _, _, ex in found for k in ex))
+    return [f"Examples ({name}):", ""] + _table(["", "rule", *keys], [[r, rule, *(ex.get(k) for k in keys)]
+                                                                      for r, rule, ex in found])
+
+
+def details_markdown(details: dict, level: int = 3) -> list[str]:
+    """Scalars as a key/value table; each nested dict under its own heading, as a table with one
+    row per key when its values are dicts sharing their keys (per category, per filter, per eval
+    set), else key/value; `examples` sub-dicts get a table of their own."""
+    lines: list[str] = []
+    flat = {k: v for k, v in details.items() if not isinstance(v, dict) or not v}
+    if flat:
+        lines += _table(["item", "value"], [[k, v] for k, v in flat.items()])
+    for name, value in details.items():
+        if name in flat:
+            continue
+        lines += [f"{'#' * level} {name}", ""]
+        rows = {k: v for k, v in value.items() if isinstance(v, dict)}
+        if len(rows) == len(value):
+            columns = list(dict.fromkeys(c for v in rows.values() for c in v if c != "examples"))
+            shared = sum(all(c in v for v in rows.values()) for c in columns)
+            if shared >= max(1, len(columns) // 2):
+                lines += _table(["", *columns], [[k, *(v.get(c) for c in columns)] for k, v in rows.items()])
+                lines += _examples(name, rows)
+                continue
+        if any(isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values()) for v in value.values()):
+            lines += details_markdown(value, level + 1)
+        else:
+            lines += _table(["item", "value"], [[k, v] for k, v in value.items()])
+    return lines

@@ -28,8 +28,12 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @inputs_argument
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Output folder: clean.jsonl, rejected.jsonl, report.json, report.md (written atomically).")
-@click.option("--filters", "filters_spec", default="default", show_default=True, metavar="default|web|none|FILE.yaml",
-              help="Normalisation and quality filters: a preset (web adds C4) or a YAML file (see README, section clean).")
+@click.option("--filters", "filters_spec", default="default", show_default=True,
+              metavar="default|zh|en|web|none|FILE.yaml",
+              help="Normalisation and quality filters: a preset or a YAML file (see README, section clean). "
+                   "default: thresholds per record's script (Chinese or English), records judged as paragraphs; "
+                   "zh / en: every record judged as Chinese / English; web: every rule (C4 too), records judged "
+                   "as web pages; none: nothing.")
 @click.option("--dedup", default="exact,minhash", show_default=True, callback=_parse_dedup,
               metavar="exact,minhash|exact|minhash|none", help="Duplicate removal methods.")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
@@ -49,8 +53,10 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @handle_errors
 def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, workers, seed, fmt,
               encoding):
-    """Normalise text, drop low-quality records (Gopher, C4, FineWeb rules), and remove exact and
-    MinHash near-duplicates, keeping the earliest record of each cluster.
+    """Normalise text, drop low-quality records (mojibake, HTML/JS left-overs, menus and
+    boilerplate, random characters; Gopher, FineWeb and C4 rules, with Chinese thresholds for
+    Chinese records), and remove exact and MinHash near-duplicates, keeping the earliest record of
+    each cluster.
 
     Every input record ends up in OUTDIR/clean.jsonl (input order, canonical form) or in
     OUTDIR/rejected.jsonl with its reason; OUTDIR/report.json checks input = kept + rejected.
@@ -60,6 +66,7 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
     Examples:
       corpuskit clean chats.jsonl news.jsonl -o cleaned/
       corpuskit clean 199801.txt --from peoples-daily -o pd_clean --workers 4
+      corpuskit clean crawl/ -o web_clean --filters web
       corpuskit clean crawl/ -o out --filters my_filters.yaml --threshold 0.7 --shingle jieba
     """
     check_paths({"input": inputs, "--filters": filters_spec if os.path.isfile(filters_spec) else None},

@@ -1,12 +1,14 @@
-"""Filter configuration: the `default` and `none` presets, or a YAML file.
+"""Filter configuration: a preset (`default`, `zh`, `en`, `web`, `none`) or a YAML file.
 
 YAML shape (every key optional; a filter left out keeps its default state: c4 off, the others on):
 
     words: char            # how rules count Chinese words: char (each CJK character) or jieba
+    script: auto           # thresholds per record: auto (Chinese ones for mostly-CJK records), zh, en
+    records: paragraphs    # paragraphs (page rules judge only page-like records) or pages (every record)
     normalize: {strip_control: true, strip_invisible: true, whitespace: true, nfkc: false}
     filters:
       length: {min_chars: 1, max_chars: 1000000}
-      gopher_quality: {enabled: true, min_doc_words: 50, apply_to: [pretrain]}
+      gopher_quality: {enabled: true, min_doc_words: 50, zh: {min_doc_words: 80}, apply_to: [pretrain]}
       c4: {enabled: false}
 """
 
@@ -17,12 +19,12 @@ from pathlib import Path
 
 import yaml
 
-from corpuskit.clean.doc import WORD_MODES
+from corpuskit.clean.doc import RECORD_SHAPES, SCRIPTS, WORD_MODES
 from corpuskit.clean.filters import FILTERS, ORDER, Filter
 from corpuskit.clean.normalize import NormalizeConfig
 from corpuskit.records import PIECE, PREFERENCE, PRETRAIN, SFT
 
-PRESETS = ("default", "web", "none")
+PRESETS = ("default", "zh", "en", "web", "none")
 KINDS = (PRETRAIN, SFT, PIECE, PREFERENCE)
 
 
@@ -35,29 +37,32 @@ class CleanConfig:
     normalize: NormalizeConfig = field(default_factory=NormalizeConfig)
     filters: list[Filter] = field(default_factory=list)
     words: str = "char"
+    script: str = "auto"
+    records: str = "paragraphs"
     source: str = "default"
 
     def describe(self) -> dict:
         """What ran, for the report (so a result can be reproduced)."""
-        return {"source": self.source, "words": self.words,
+        return {"source": self.source, "words": self.words, "script": self.script, "records": self.records,
                 "normalize": {k: getattr(self.normalize, k) for k in NormalizeConfig.__dataclass_fields__},
-                "filters": {f.name: {**f.params, "apply_to": list(f.apply_to)} for f in self.filters}}
+                "filters": {f.name: f.describe() for f in self.filters}}
 
 
 DEFAULT_ON = tuple(name for name in ORDER if name != "c4")
 
 
-def default_config() -> CleanConfig:
-    """Normalisation on; length, Gopher and FineWeb rules on, the web-text rules for pretrain
-    records only (chat turns are short and code-heavy: those rules would drop most good SFT data).
-    C4 is off: its 5-sentence page minimum drops most one-paragraph-per-record corpora such as
-    People's Daily (use `web`, or enable it in YAML, for whole web pages)."""
-    return CleanConfig(filters=[FILTERS[name]() for name in DEFAULT_ON])
+def default_config(script: str = "auto", source: str = "default") -> CleanConfig:
+    """Normalisation on; every filter but C4 on, the web-text rules for pretrain records only
+    (chat turns are short and code-heavy: those rules would drop most good SFT data). Thresholds
+    follow each record's script; records are paragraphs, so a one-line or short record is judged
+    by the character rules (encoding, markup, boilerplate, gibberish) and not as a failed web
+    page. C4 is off: its 5-sentence page minimum is for whole web pages (`web`)."""
+    return CleanConfig(filters=[FILTERS[name]() for name in DEFAULT_ON], script=script, source=source)
 
 
 def web_config() -> CleanConfig:
-    """Every rule on, as datatrove's FineWeb pipeline runs them on crawled pages."""
-    return CleanConfig(filters=[FILTERS[name]() for name in ORDER], source="web")
+    """Every rule on, and every record judged as a web page, as datatrove's FineWeb pipeline runs them on crawled pages."""
+    return CleanConfig(filters=[FILTERS[name]() for name in ORDER], records="pages", source="web")
 
 
 def none_config() -> CleanConfig:
@@ -67,6 +72,8 @@ def none_config() -> CleanConfig:
 def load_config(spec: str) -> CleanConfig:
     if spec == "default":
         return default_config()
+    if spec in ("zh", "en"):
+        return default_config(script=spec, source=spec)
     if spec == "web":
         return web_config()
     if spec == "none":
@@ -92,13 +99,18 @@ def load_config(spec: str) -> CleanConfig:
 
 def config_from_dict(data: dict) -> CleanConfig:
     if not isinstance(data, dict):
-        raise ConfigError("top level must be a mapping with keys words, normalize, filters")
-    unknown = set(data) - {"words", "normalize", "filters"}
+        raise ConfigError("top level must be a mapping with keys words, script, records, normalize, filters")
+    unknown = set(data) - {"words", "script", "records", "normalize", "filters"}
     if unknown:
-        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected words, normalize, filters")
+        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; expected words, script, records, normalize, filters")
     words = data.get("words", "char")
     if words not in WORD_MODES:
         raise ConfigError(f"words must be one of {list(WORD_MODES)}, got {words!r}")
+    script, records = data.get("script", "auto"), data.get("records", "paragraphs")
+    if script not in SCRIPTS:
+        raise ConfigError(f"script must be one of {list(SCRIPTS)}, got {script!r}")
+    if records not in RECORD_SHAPES:
+        raise ConfigError(f"records must be one of {list(RECORD_SHAPES)}, got {records!r}")
     norm = data.get("normalize") or {}
     if not isinstance(norm, dict):
         raise ConfigError(f"normalize must be a mapping of option -> true/false, got {norm!r}")
@@ -125,11 +137,14 @@ def config_from_dict(data: dict) -> CleanConfig:
             raise ConfigError(f"filters.{name}.enabled must be true or false, got {enabled!r}")
         if not enabled:
             continue
+        zh = opts.pop("zh", None)
+        if zh is not None and not isinstance(zh, dict):
+            raise ConfigError(f"filters.{name}.zh must be a mapping of options for Chinese records, got {zh!r}")
         apply_to = opts.pop("apply_to", None)
         if apply_to is not None and (not isinstance(apply_to, list) or set(apply_to) - set(KINDS)):
             raise ConfigError(f"filters.{name}.apply_to must be a list of {list(KINDS)}")
         try:
-            filters.append(FILTERS[name](apply_to=apply_to, **opts))
+            filters.append(FILTERS[name](apply_to=apply_to, zh=zh, **opts))
         except ValueError as e:
             raise ConfigError(str(e)) from e
-    return CleanConfig(normalize=NormalizeConfig(**norm), filters=filters, words=words)
+    return CleanConfig(normalize=NormalizeConfig(**norm), filters=filters, words=words, script=script, records=records)

@@ -12,10 +12,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from corpuskit.ingest.formats import INVISIBLE
+
 # C0/C1 controls except tab and newline (carriage returns are folded into newlines first).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-# Zero-width and bidi formatting characters, soft hyphen, BOM, word joiners, variation selectors.
-_INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufe00-\ufe0f]")
+# Zero-width and bidi formatting characters, soft hyphen, BOM, word joiners, variation selectors
+# (one definition, shared with convert/validate, which call a turn of only these empty).
+_INVISIBLE = INVISIBLE
 # Exotic spaces become ASCII spaces; runs of ASCII spaces are kept (code indentation is content).
 # U+3000 (ideographic space) is kept: it is part of Chinese layout.
 _ODD_SPACES = re.compile(r"[\u00a0\u2000-\u200a\u202f\u205f]")

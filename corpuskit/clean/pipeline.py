@@ -60,6 +60,7 @@ class FilterReject(NamedTuple):
     filter: str
     rule: str
     message: str
+    script: str = ""  # "zh" or "en": whose thresholds judged it ("" if normalisation rejected it)
 
 
 class Prepared(NamedTuple):
@@ -67,6 +68,7 @@ class Prepared(NamedTuple):
     key: bytes | None  # exact-dedup key
     sig: np.ndarray | None  # MinHash signature
     band_keys: list[int] | None = None
+    script: str = ""
 
 
 class _Worker:
@@ -98,7 +100,9 @@ class _Worker:
             if emptied:
                 return FilterReject(sorted(steps), "normalize", "emptied", emptied)
         # a preference record's filters judge each reply; its duplicates are found on the prompt
-        docs = [(label, Doc(text, self.cfg.words)) for label, text in rec.filter_texts()]
+        docs = [(label, Doc(text, self.cfg.words, self.cfg.script, self.cfg.records))
+                for label, text in rec.filter_texts()]
+        script = ("zh" if docs[0][1].is_cjk else "en") if self.cfg.filters and docs else ""
         for f in self.cfg.filters:
             if rec.kind not in f.apply_to:
                 continue
@@ -108,7 +112,8 @@ class _Worker:
                 timings[f"filter.{f.name}"] += time.perf_counter() - t
                 if verdict is not True:
                     _, rule, message = verdict
-                    return FilterReject(sorted(steps), f.name, rule, f"{label} reply: {message}" if label else message)
+                    return FilterReject(sorted(steps), f.name, rule, f"{label} reply: {message}" if label else message,
+                                        script)
         text = rec.dedup_text() if rec.kind == PREFERENCE else docs[0][1].text
         t = time.perf_counter()
         key = exact_key(text) if self.want_key else None
@@ -116,7 +121,7 @@ class _Worker:
         t = time.perf_counter()
         sig = self.signer.signature(text) if self.signer else None
         timings["signature"] += time.perf_counter() - t
-        return Prepared(sorted(steps), key, sig)
+        return Prepared(sorted(steps), key, sig, script=script)
 
     def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict]:
         """Results in chunk order; signed records also get their LSH band keys, computed here for
@@ -198,6 +203,40 @@ def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterato
 
 # ---- the stage -----------------------------------------------------------------------------
 
+NO_CATEGORY, UNREADABLE = "(none)", "(unreadable)"
+EXAMPLES_PER_RULE = 3
+EXCERPT_CHARS = 80
+
+
+class _ByCategory:
+    """input, kept and rejected per reason for each category: a user sees at once that, say,
+    news keeps 99% and chats lose their short turns. Input that did not parse has no category."""
+
+    def __init__(self):
+        self.rows: dict[str, dict] = {}
+
+    def _row(self, category: str | None) -> dict:
+        return self.rows.setdefault(category or NO_CATEGORY, {"input": 0, "kept": 0, "rejected": Counter()})
+
+    def keep(self, category: str | None) -> None:
+        row = self._row(category)
+        row["input"] += 1
+        row["kept"] += 1
+
+    def reject(self, category: str | None, reason: str) -> None:
+        row = self._row(category)
+        row["input"] += 1
+        row["rejected"][reason] += 1
+
+    def to_json(self) -> dict:
+        return {cat: {"input": r["input"], "kept": r["kept"], "kept_share": round(r["kept"] / r["input"], 4),
+                      "rejected": dict(sorted(r["rejected"].items()))} for cat, r in sorted(self.rows.items())}
+
+
+def _excerpt(rec: Record) -> str:
+    text = " ".join(rec.content_text().split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+
 class _Origins:
     """(file, line) of every record that reached dedup, in 6 bytes each."""
 
@@ -233,8 +272,9 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
         events_path = tmp / ".events"
         origins = _Origins(files)
         index = NearDupIndex(mh) if "minhash" in opts.dedup else None
+        by_category = _ByCategory()
         t0 = time.perf_counter()
-        counts = _pass_one(files, opts, report, events_path, origins, index)
+        counts = _pass_one(files, opts, report, events_path, origins, index, by_category)
         report.time("pass1", time.perf_counter() - t0)
         if index is not None:
             t0 = time.perf_counter()
@@ -243,23 +283,26 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             b, r = index.bands_rows
             dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats)
         t0 = time.perf_counter()
-        _pass_two(files, opts, report, events_path, origins, index, tmp)
+        _pass_two(files, opts, report, events_path, origins, index, tmp, by_category)
         report.time("pass2", time.perf_counter() - t0)
         events_path.unlink()
         report.details["dedup"] = dedup_info
         report.details.update(counts)
+        report.details["by_category"] = by_category.to_json()
         report.write(tmp)
     return report
 
 
 def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
-              origins: _Origins, index: NearDupIndex | None) -> dict:
+              origins: _Origins, index: NearDupIndex | None, by_category: _ByCategory) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
     by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
     if opts.config.normalize.active:
         by_filter = {"normalize": Counter(), **by_filter}
     checked: Counter = Counter()
     normalized: Counter = Counter()
+    scripts: Counter = Counter()
+    examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
     items = progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: filter + signatures")
     with open(events_path, "w", encoding="utf-8", newline="\n") as events:
         for chunk, results, timings in _prepared(items, opts):
@@ -268,9 +311,12 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
             t = time.perf_counter()
             for item, res in zip(chunk, results):
                 if isinstance(item, Rejected):
+                    by_category.reject(UNREADABLE, item.reason)
                     _reject(report, events, item)
                     continue
                 normalized.update(res.steps)
+                if res.script:
+                    scripts[res.script] += 1
                 if "normalize" in by_filter:
                     checked["normalize"] += 1
                 rejected_by = res.filter if isinstance(res, FilterReject) else None
@@ -282,7 +328,12 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                                 break
                 if rejected_by is not None:
                     by_filter[rejected_by][res.rule] += 1
-                    _reject(report, events, Rejected(f"{rejected_by}.{res.rule}", item.origin, res.message,
+                    shown = examples[rejected_by].setdefault(res.rule, [])
+                    if len(shown) < EXAMPLES_PER_RULE:
+                        shown.append({"origin": str(item.origin), "text": _excerpt(item), "message": res.message})
+                    reason = f"{rejected_by}.{res.rule}"
+                    by_category.reject(item.category, reason)
+                    _reject(report, events, Rejected(reason, item.origin, res.message,
                                                      raw=item.to_json(), detail={"filter": rejected_by}))
                     continue
                 cand = len(origins)
@@ -290,6 +341,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                     first = exact.first_or_add(res.key, cand)
                     if first is not None:
                         where = origins[first]
+                        by_category.reject(item.category, "exact_duplicate")
                         _reject(report, events, Rejected(
                             "exact_duplicate", item.origin, f"same normalised text as {where}", raw=item.to_json(),
                             detail={"duplicate_of": where.to_json(), "similarity": 1.0}))
@@ -300,7 +352,9 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                 events.write(_CANDIDATE)
             report.time("dedup_index", time.perf_counter() - t)
     return {"normalized": dict(sorted(normalized.items())),
-            "filters": {name: {"checked": checked[name], "rejected": sum(c.values()), "by_rule": dict(sorted(c.items()))}
+            "scripts": dict(sorted(scripts.items())),
+            "filters": {name: {"checked": checked[name], "rejected": sum(c.values()), "by_rule": dict(sorted(c.items())),
+                               "examples": dict(sorted(examples[name].items()))}
                         for name, c in by_filter.items()}}
 
 
@@ -353,7 +407,7 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
 
 
 def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-              index: NearDupIndex | None, tmp: Path) -> None:
+              index: NearDupIndex | None, tmp: Path, by_category: _ByCategory) -> None:
     normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     clusters = set()
     with open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
@@ -365,6 +419,7 @@ def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path,
             root = index.find(cand) if index is not None else cand
             if root == cand:
                 report.keep()
+                by_category.keep(item.category)
                 out.write(dumps(normalizer.normalized(item)[0].to_json()) + "\n")
             else:
                 clusters.add(root)
@@ -373,5 +428,6 @@ def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path,
                                f"near-duplicate of {kept} (estimated Jaccard {sim:.3f})", raw=item.to_json(),
                                detail={"duplicate_of": kept.to_json(), "similarity": sim})
                 report.reject(rej)
+                by_category.reject(item.category, "near_duplicate")
                 rejected.write(dumps(rej.to_json()) + "\n")
     report.details["near_duplicate_clusters"] = len(clusters)

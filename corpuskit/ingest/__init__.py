@@ -16,7 +16,8 @@ __all__ = ["FORMATS", "REPAIRS", "InputError", "RawItem", "Reject", "check_messa
 
 
 def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None,
-                 encoding: str = "utf-8", repairs: Iterable[str] = ()) -> Iterator[Record | Rejected]:
+                 encoding: str = "utf-8", repairs: Iterable[str] = (),
+                 alpaca_layout: str = "newline") -> Iterator[Record | Rejected]:
     """Every input record, in file order, as a canonical Record or a Rejected with its reason.
 
     Unparseable records (bad JSON line, invalid UTF-8, an array cut off mid-record) come out as
@@ -27,4 +28,4 @@ def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None
         if item.error is not None:
             yield Rejected("parse_error", item.origin, item.error, raw=item.value)
         else:
-            yield convert_value(item.value, item.origin, fmt, to, repairs)
+            yield convert_value(item.value, item.origin, fmt, to, repairs, alpaca_layout)

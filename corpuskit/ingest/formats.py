@@ -23,6 +23,16 @@ FORMATS = ("auto", "canonical", "sharegpt", "colossal", "alpaca", "llama2-chines
            "hh", "ultrafeedback", "preference-flat")
 
 
+# Zero-width and bidi formatting characters, soft hyphen, BOM, word joiners, variation selectors:
+# a turn made only of these is empty (clean's normalisation strips them; see clean/normalize.py).
+INVISIBLE = re.compile(r"[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufe00-\ufe0f]")
+
+
+def is_blank(text: str) -> bool:
+    """Nothing visible: only whitespace and invisible characters."""
+    return not INVISIBLE.sub("", text).strip()
+
+
 class Reject(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
@@ -60,8 +70,9 @@ def check_messages(messages: Any) -> None:
     if messages[-1]["role"] != "assistant":
         raise Reject("ends_with_user", "last turn is user; a conversation must end with an assistant turn")
     for i, m in enumerate(messages):
-        if not m["content"].strip():
-            raise Reject(f"empty_{m['role']}", f"turn {i} ({m['role']}) has empty content")
+        if is_blank(m["content"]):
+            what = "empty content" if not m["content"].strip() else "only invisible characters (e.g. U+200B)"
+            raise Reject(f"empty_{m['role']}", f"turn {i} ({m['role']}) has {what}")
 
 
 def _meta(value: dict) -> tuple[str | None, str | None]:
@@ -113,13 +124,21 @@ def apply_repairs(messages: list[dict], repairs: frozenset) -> tuple[list[dict],
     return messages, tuple(done)
 
 
-def _sft(value: dict, messages: list[dict], origin: Origin, repairs: frozenset = frozenset()) -> Record:
+# Keys of the canonical record forms: an input key of that name cannot travel as an extra key.
+_CANONICAL_KEYS = {"messages", "text", "source", "target", "piece", "category", "id"}
+
+
+def _sft(value: dict, messages: list[dict], origin: Origin, repairs: frozenset = frozenset(),
+         consumed: tuple[str, ...] = ()) -> Record:
+    """An SFT record from converted turns; the input's other keys (url, lang, model ...) travel
+    along as extra keys, like a canonical record's."""
     done: tuple[str, ...] = ()
     if repairs:
         messages, done = apply_repairs(messages, repairs)
     check_messages(messages)
     cat, rid = _meta(value)
-    return Record(SFT, origin, messages=messages, category=cat, id=rid, repairs=done)
+    extra = {k: v for k, v in value.items() if k not in _CANONICAL_KEYS and k not in consumed}
+    return Record(SFT, origin, messages=messages, category=cat, id=rid, extra=extra, repairs=done)
 
 
 # One of these decides what a record is; two at once is ambiguous. (`source` alone is not one:
@@ -152,15 +171,15 @@ def from_canonical(value: dict, origin: Origin, repairs: frozenset = frozenset()
         t = value["text"]
         if not isinstance(t, str):
             raise Reject("wrong_type", f"'text' must be a string, got {type(t).__name__}")
-        if not t.strip():
-            raise Reject("empty_text", "'text' is empty")
+        if is_blank(t):
+            raise Reject("empty_text", "'text' is empty" if not t.strip() else "'text' has only invisible characters")
         extra = {k: v for k, v in value.items() if k not in known | {"text"}}
         return Record(PRETRAIN, origin, text=t, category=cat, id=rid, extra=extra)
     if "source" in value or "target" in value:
         s, t = value.get("source"), value.get("target")
         if not isinstance(s, str) or not isinstance(t, str):
             raise Reject("wrong_type", "'source' and 'target' must both be strings")
-        if not t.strip():
+        if is_blank(t):
             raise Reject("empty_text", "'target' is empty (nothing to train on)")
         extra = {k: v for k, v in value.items() if k not in known | {"source", "target"}}
         return Record(PRETRAIN, origin, source=s, target=t, category=cat, id=rid, extra=extra)
@@ -170,7 +189,8 @@ def from_canonical(value: dict, origin: Origin, repairs: frozenset = frozenset()
 def from_sharegpt(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
     if "conversations" not in value:
         raise Reject("unknown_format", "sharegpt: no 'conversations'")
-    return _sft(value, _map_turns(value["conversations"], "from", "value", "sharegpt"), origin, repairs)
+    return _sft(value, _map_turns(value["conversations"], "from", "value", "sharegpt"), origin, repairs,
+                ("conversations",))
 
 
 def from_colossal(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
@@ -179,7 +199,18 @@ def from_colossal(value: dict, origin: Origin, repairs: frozenset = frozenset())
     return _sft(value, _map_turns(value["messages"], "from", "content", "colossal"), origin, repairs)
 
 
-def from_alpaca(value: dict, origin: Origin, repairs: frozenset = frozenset()) -> Record:
+# How an Alpaca record's instruction and input become the user turn. newline is what
+# Chinese-LLaMA-Alpaca-2 and LLaMA-Factory build; stanford keeps the original Alpaca section headers.
+# (with an input, without one)
+ALPACA_LAYOUTS = {
+    "newline": ("{instruction}\n{input}", "{instruction}"),
+    "blank-line": ("{instruction}\n\n{input}", "{instruction}"),
+    "input-first": ("{input}\n{instruction}", "{instruction}"),
+    "stanford": ("### Instruction:\n{instruction}\n\n### Input:\n{input}", "### Instruction:\n{instruction}"),
+}
+
+
+def from_alpaca(value: dict, origin: Origin, repairs: frozenset = frozenset(), layout: str = "newline") -> Record:
     ins, inp, out = value.get("instruction"), value.get("input", ""), value.get("output")
     if not isinstance(ins, str) or not isinstance(out, str) or not isinstance(inp, (str, type(None))):
         raise Reject("wrong_type", "alpaca: 'instruction' and 'output' must be strings ('input' optional)")
@@ -191,9 +222,9 @@ def from_alpaca(value: dict, origin: Origin, repairs: frozenset = frozenset()) -
         if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(x, str) for x in pair)):
             raise Reject("wrong_type", "alpaca: 'history' must be a list of [user, assistant] string pairs")
         messages += [{"role": "user", "content": pair[0]}, {"role": "assistant", "content": pair[1]}]
-    user = ins if not inp else f"{ins}\n{inp}"
+    user = ALPACA_LAYOUTS[layout][0 if inp else 1].format(instruction=ins, input=inp)
     messages += [{"role": "user", "content": user}, {"role": "assistant", "content": out}]
-    return _sft(value, messages, origin, repairs)
+    return _sft(value, messages, origin, repairs, ("instruction", "input", "output", "system", "history"))
 
 
 _L2C_TURN = re.compile(r"<s>\s*(Human|Assistant|System)\s*[:：]\s?(.*?)\n?</s>", re.S)
@@ -279,12 +310,12 @@ _register_preference()
 
 
 def convert_value(value: Any, origin: Origin, fmt: str = "auto", to: str | None = None,
-                  repairs: frozenset = frozenset()) -> Record | Rejected:
+                  repairs: frozenset = frozenset(), alpaca_layout: str = "newline") -> Record | Rejected:
     try:
         if not isinstance(value, dict):
             raise Reject("not_an_object", f"record must be a JSON object, got {type(value).__name__}")
         fn = detect(value) if fmt == "auto" else CONVERTERS[fmt]
-        rec = fn(value, origin, repairs)
+        rec = fn(value, origin, repairs, alpaca_layout) if fn is from_alpaca else fn(value, origin, repairs)
         if to is not None and rec.kind != to:
             raise Reject("wrong_kind", f"record is {rec.kind}, expected {to}")
         return rec

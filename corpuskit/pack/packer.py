@@ -86,6 +86,7 @@ def pack_dir(rdir: str | Path, outdir: str | Path, seq_len: int, strategy: str =
     rdir = Path(rdir)
     manifest = read_render_manifest(rdir)
     check_paths({"INPUT_DIR": rdir}, dirs={"-o": outdir})
+    report = StageReport("pack", inputs=[str(rdir)])  # its clock starts here, so `total` covers `pack`
     t0 = time.perf_counter()
     ds = load_from_disk(str(rdir))
     table = ds.data.table
@@ -131,7 +132,6 @@ def pack_dir(rdir: str | Path, outdir: str | Path, seq_len: int, strategy: str =
 
     tokens_in = int(lengths.sum())
     trained_in = _trained(labels_col)
-    report = StageReport("pack", inputs=[str(rdir)])
     with atomic_dir(outdir, "pack") as tmp:
         n_rows = write_dataset(tmp, PACK_FEATURES, rows(), batch_rows=256)
         if totals["tokens"] != tokens_in or totals["trained"] != trained_in:

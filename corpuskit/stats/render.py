@@ -81,13 +81,12 @@ def to_text(stats: CorpusStats) -> str:
     return "\n".join(parts) + "\n"
 
 
-def save_plot(stats: CorpusStats, path_or_file) -> None:
-    """Grouped bars per length bin, as PNG to a path (written atomically) or an open binary file;
+def length_figure(stats: CorpusStats):
+    """Grouped bars per length bin on a log-scale y axis (the long tail of a corpus, a few dozen
+    records, is invisible next to the thousands of the common lengths on a linear one).
     matplotlib is imported only here, with the Agg canvas (no display)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from corpuskit.outputs import atomic_file
 
     bins = histogram_bins(stats)
     names = [n for n, _ in stats.sorted_categories()]
@@ -101,11 +100,18 @@ def save_plot(stats: CorpusStats, path_or_file) -> None:
                width=width, label=name)
     ax.set_xticks(bins, [bin_label(k) for k in bins], rotation=45, ha="right")
     ax.set_xlabel("tokens per record" if stats.counted_tokens else "characters per record")
-    ax.set_ylabel("records")
+    ax.set_yscale("log")
+    ax.set_ylabel("records (log scale)")
     ax.set_title("length histogram by category")
     if names:
         ax.legend()
     fig.tight_layout()
+    return fig
+
+
+def save_plot(stats: CorpusStats, path_or_file) -> None:
+    """The length figure as PNG, to a path (written atomically) or an open binary file."""
+    fig = length_figure(stats)
     if hasattr(path_or_file, "write"):
         fig.savefig(path_or_file, format="png", metadata={"Software": None})
         return

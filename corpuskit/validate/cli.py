@@ -9,7 +9,7 @@ from typing import Iterator
 import click
 
 from corpuskit.cli_util import encoding_option, handle_errors, progress, workers_option
-from corpuskit.ingest import InputError, expand_inputs
+from corpuskit.ingest import FORMATS, InputError, expand_inputs
 from corpuskit.outputs import dumps
 from corpuskit.validate.files import FileResult, validate_file
 from corpuskit.validate.schemas import SCHEMA_NAMES
@@ -25,11 +25,11 @@ def _targets(inputs: tuple[str, ...]) -> Iterator[str | FileResult]:
 
 
 def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int,
-         workers: int) -> Iterator[FileResult]:
+         workers: int, fmt: str | None = None) -> Iterator[FileResult]:
     """Results in input order, whatever the number of workers."""
     files = [t for t in targets if isinstance(t, str)]
     if workers > 1 and len(files) > 1:
-        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors)
+        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors, fmt=fmt)
         with ProcessPoolExecutor(min(workers, len(files))) as pool:
             done = pool.map(job, files)  # yields in submission order
             for t in targets:
@@ -40,7 +40,7 @@ def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors
             yield t
         else:
             yield validate_file(t, schema, encoding, max_errors,
-                                progress=lambda items, t=t: progress(items, f"validate {t}"))
+                                progress=lambda items, t=t: progress(items, f"validate {t}"), fmt=fmt)
 
 
 def _print_text(result: FileResult, max_errors: int) -> None:
@@ -66,11 +66,15 @@ def _print_text(result: FileResult, max_errors: int) -> None:
 @click.option("--format", "out_format", type=click.Choice(["text", "json"]), default="text", show_default=True,
               help="text: `path:line: message` lines and a summary per file; json: one JSON object per file "
                    "per line.")
+@click.option("--from", "fmt", type=click.Choice([f for f in FORMATS if f != "canonical"]), default=None,
+              help="Validate raw records of this format (most Chinese instruction sets are Alpaca) as "
+                   "`corpuskit convert --from` reads them: a record is valid when it converts to a valid "
+                   "canonical record. Default: the files are canonical.")
 @encoding_option
 @workers_option
 @handle_errors
 @click.pass_context
-def validate_cmd(ctx, files, schema, max_errors, out_format, encoding, workers):
+def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, workers):
     """Check canonical data files (jsonl, JSON array, CSV; .gz too) record by record against the
     JSON Schemas in schemas/ and the turn-order rules. Exits 0 only if every record of every file
     is valid; an empty or blank-only file is an error.
@@ -81,10 +85,11 @@ def validate_cmd(ctx, files, schema, max_errors, out_format, encoding, workers):
       corpuskit validate data/ --format json > validate.jsonl
       corpuskit validate atom_train.csv.gz --schema sft
       corpuskit validate 'corpus/**/*.jsonl.gz' --max-errors 10 --workers 2
+      corpuskit validate alpaca_gpt4_zh.json --from alpaca
     """
     all_ok = True
     n_files = n_records = n_invalid = 0
-    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers):
+    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers, fmt):
         all_ok &= result.ok
         n_files += 1
         n_records += result.records

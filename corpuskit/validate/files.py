@@ -6,8 +6,9 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from corpuskit.ingest import InputError, read_file
+from corpuskit.ingest import InputError, convert_value, read_file
 from corpuskit.ingest.readers import base_suffix
+from corpuskit.records import Record
 from corpuskit.validate.schemas import KindChecker, kind_of
 
 
@@ -55,10 +56,22 @@ def _no_records_message(path: str) -> str:
     return "no records: the file has only blank lines"
 
 
+def _raw_message(value, origin, fmt: str, schema: str) -> str | None:
+    """A raw record (ShareGPT, Alpaca ...) is valid when `convert --from fmt` would keep it: the
+    same converter, so validate and convert never disagree; the result is then schema-checked."""
+    rec = convert_value(value, origin, fmt, None if schema == "auto" else schema)
+    if not isinstance(rec, Record):
+        return f"{rec.message} [{rec.reason}] (read as {fmt})"
+    message = checker_for(rec.kind)(rec.to_json())
+    return None if message is None else f"{message} (converted from {fmt})"
+
+
 def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
-                  progress=None) -> FileResult:
+                  progress=None, fmt: str | None = None) -> FileResult:
     """Check every record of `path` against `schema` ("auto" picks per record by shape).
 
+    With `fmt` (a `convert --from` format), records are read as that raw format instead and a
+    record is valid when it converts to a valid canonical record.
     `progress` wraps the record stream (a tqdm bar in the CLI). Counting never stops at
     `max_errors`; only the list of messages does, so memory stays bounded on a broken file.
     """
@@ -72,6 +85,8 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
             result.records += 1
             if item.error is not None:
                 message = item.error
+            elif fmt is not None:
+                message = _raw_message(item.value, item.origin, fmt, schema)
             elif fixed is not None:
                 message = fixed(item.value)
             elif isinstance(item.value, dict) and not item.value.keys() & _SHAPE_KEYS:

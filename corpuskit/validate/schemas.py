@@ -17,8 +17,8 @@ from typing import Any, Callable
 import fastjsonschema
 
 from corpuskit.ingest import Reject, check_messages, is_llama2_chinese
-from corpuskit.ingest.formats import from_llama2_chinese
-from corpuskit.records import KINDS, PIECE, PREFERENCE, SFT, Origin
+from corpuskit.ingest.formats import from_llama2_chinese, is_blank
+from corpuskit.records import KINDS, PIECE, PREFERENCE, PRETRAIN, SFT, Origin
 
 SCHEMA_NAMES = KINDS  # pretrain, sft, piece, preference
 
@@ -76,6 +76,10 @@ class KindChecker:
                 check_preference(value["messages"], value["chosen"], value["rejected"])
             except Reject as r:
                 return f"$: {r.message} [{r.reason}]"
+        if self.kind == PRETRAIN:
+            key = "text" if "text" in value else "target"
+            if isinstance(value.get(key), str) and is_blank(value[key]):
+                return f"$.{key}: has only invisible characters (e.g. U+200B) [empty_text]"
         return None
 
     def _explain(self, value: Any, fast_error: Exception) -> str:

@@ -97,11 +97,15 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
               help="Folder for tokenizer.model, the HF tokenizer files, added_pieces.jsonl and the reports.")
 @click.option("--only", type=click.Choice(["cjk", "all"]), default="cjk", show_default=True,
               help="cjk: add only pieces holding a CJK character (English/code ids stay identical).")
-@click.option("--eval", "evals", multiple=True, type=click.Path(dir_okay=False),
-              help="Extra text/records to measure on (repeatable); built-in zh/en/code samples always run.")
+@click.option("--eval", "evals", multiple=True, type=click.Path(),
+              help="Extra text/records to measure on: files, folders or a corpuskit stage's output folder "
+                   "(repeatable); built-in zh/en/code samples always run.")
+@click.option("--pad-to-multiple-of", "pad_multiple", type=click.IntRange(1), default=None, metavar="N",
+              help="Append never-produced <unused_k> pieces until the vocabulary size is a multiple of N "
+                   "(64 is common for GPU efficiency); ids of every text stay the same.")
 @encoding_option
 @handle_errors
-def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
+def merge_vocab_cmd(base, adds, outdir, only, evals, pad_multiple, encoding):
     """Append new pieces to a SentencePiece model (e.g. Chinese to LLaMA-2) without changing how
     it tokenizes anything the base already covered.
 
@@ -124,6 +128,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
     report = StageReport("merge-vocab", inputs=[str(base), *adds])
     added, skipped = merge.plan_merge(base_proto, merge.iter_candidates(adds, encoding), only, report)
     merged = merge.apply_merge(base_proto, added)
+    padding = merge.pad_to_multiple(merged, pad_multiple) if pad_multiple else []
     report.time("merge", time.perf_counter() - t0)
     evals_files = expand_inputs(evals) if evals else []
     with atomic_dir(outdir, "merge-vocab") as tmp:
@@ -147,6 +152,8 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
         report.time("eval", time.perf_counter() - t0)
         report.details.update({"base_size": len(base_proto.pieces), "merged_size": len(merged.pieces),
                                "added": len(added), "only": only,
+                               **({"pad_to_multiple_of": pad_multiple, "padding_pieces": len(padding)}
+                                  if pad_multiple else {}),
                                "skipped_by_reason": dict(sorted(report.rejected.items())),
                                "eval": results})
         report.write(tmp, "merge-report")
@@ -156,4 +163,62 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
         click.echo(f"  {name}: tokens/char {r['tokens_per_char_base']} -> {r['tokens_per_char_merged']}, "
                    f"ids unchanged {r['ids_unchanged']}, slow/fast agree {r['slow_fast_agree']}, "
                    f"round-trip {r['round_trip']}", err=True)
-    click.echo(f"wrote {outdir}: {len(merged.pieces)} pieces ({len(added)} added)", err=True)
+    pad = f", {len(padding)} padding pieces to a multiple of {pad_multiple}" if pad_multiple else ""
+    click.echo(f"wrote {outdir}: {len(merged.pieces)} pieces ({len(added)} added{pad})", err=True)
+
+
+@click.group("tokenizer")
+def tokenizer_group():
+    """Tokenizer files for other tools."""
+
+
+@tokenizer_group.command("export")
+@click.option("--model", "model", required=True, type=click.Path(dir_okay=False),
+              help="A SentencePiece BPE model, e.g. LLaMA-2's tokenizer.model.")
+@click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
+              help="Folder for tokenizer.json, tokenizer_config.json, special_tokens_map.json, tokenizer.model "
+                   "and report.json/.md.")
+@click.option("--eval", "evals", multiple=True, type=click.Path(),
+              help="Extra text/records to check slow/fast agreement on (files or stage folders, repeatable).")
+@encoding_option
+@handle_errors
+def tokenizer_export_cmd(model, outdir, evals, encoding):
+    """A Hugging Face tokenizer folder from a bare SentencePiece model, with the same exact
+    ids as SentencePiece (the writer merge-vocab uses; transformers' own conversion of a bare
+    LLaMA .model drops the dummy prefix and ranks merges differently).
+
+    \b
+    Example:
+      corpuskit tokenizer export --model llama2/tokenizer.model -o llama2-hf
+      python -c "from transformers import AutoTokenizer; AutoTokenizer.from_pretrained('llama2-hf')"
+
+    The built-in zh/en/code samples (and --eval files) are encoded both ways; report.json gives
+    the share of lines on which the two agree.
+    """
+    from corpuskit.vocab import merge
+    from corpuskit.vocab.evaluate import BUILTIN_SAMPLES, Evaluator, builtin_lines, file_lines
+    from corpuskit.vocab.hf import write_hf_tokenizer
+
+    proto = merge.read_base(model)
+    report = StageReport("tokenizer-export", inputs=[str(model)])
+    evals_files = expand_inputs(evals) if evals else []
+    with atomic_dir(outdir) as tmp:
+        t0 = time.perf_counter()
+        (tmp / "tokenizer.model").write_bytes(Path(model).read_bytes())
+        write_hf_tokenizer(tmp / "tokenizer.model", tmp)
+        report.time("write", time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        ev = Evaluator(tmp / "tokenizer.model", tmp / "tokenizer.model", tmp / "tokenizer.json")
+        results = {name: ev.evaluate(builtin_lines(name)) for name in BUILTIN_SAMPLES}
+        for path in evals_files:
+            lines, rejected = file_lines(path, encoding)
+            results[path] = {**ev.evaluate(lines), "records_rejected": rejected}
+        report.time("eval", time.perf_counter() - t0)
+        report.details.update({"pieces": len(proto.pieces), "eval": {
+            name: {k: r[k] for k in ("lines", "tokens_per_char_merged", "slow_fast_agree", "round_trip")}
+            for name, r in results.items()}})
+        report.write(tmp)
+    for name, r in results.items():
+        click.echo(f"  {name}: {r['lines']} lines, slow/fast agree {r['slow_fast_agree']}, "
+                   f"round-trip {r['round_trip']}", err=True)
+    click.echo(f"wrote {outdir}: HF tokenizer for {len(proto.pieces)} pieces", err=True)

@@ -8,6 +8,9 @@ the dummy prefix when the text already starts with a space. Here the merges are 
 SentencePiece applies them, and the text gets SentencePiece's own normalisation (always prepend
 `▁`, spaces become `▁`, the whole text is one BPE word), so `tokenizer.json` is a faithful copy.
 
+UNUSED pieces (the padding of `merge-vocab --pad-to-multiple-of`) are in the vocabulary but in no
+merge, so neither side ever produces them.
+
 Literal `<s>`, `</s>` and `<unk>` in text are read as special tokens by the HF tokenizer (as in
 the official LLaMA-2 HF tokenizer) but as plain characters by SentencePiece; that is the one
 intended difference. There is no pad token: set one (e.g. to `</s>` or `<unk>`) when batching.
@@ -70,8 +73,8 @@ def export_problems(proto: spm_pb2.ModelProto) -> list[str]:
         problems.append("escape_whitespaces is off")
     if ts.treat_whitespace_as_suffix:
         problems.append("treat_whitespace_as_suffix is on")
-    if any(p.type in (USER_DEFINED, UNUSED) for p in proto.pieces):
-        problems.append("it has user-defined or unused pieces")
+    if any(p.type == USER_DEFINED for p in proto.pieces):
+        problems.append("it has user-defined pieces")
     if not ts.byte_fallback:
         problems.append("byte_fallback is off")
     return problems

@@ -174,6 +174,30 @@ def apply_merge(base, added: list[Added]):
     return merged
 
 
+PAD_PIECE = "<unused_{}>"
+
+
+def pad_to_multiple(proto, multiple: int) -> list[str]:
+    """Append UNUSED pieces until the vocabulary size is a multiple of `multiple` (GPU matmuls
+    like sizes divisible by 64). SentencePiece never emits an UNUSED piece and no BPE merge
+    produces one, so every text keeps its ids. Returns the pieces added."""
+    from corpuskit.vocab.hf import UNUSED
+
+    known = {p.piece for p in proto.pieces}
+    added: list[str] = []
+    k = 0
+    while (len(proto.pieces)) % multiple:
+        name = PAD_PIECE.format(k)
+        k += 1
+        if name in known:
+            continue
+        p = proto.pieces.add()
+        p.piece, p.score, p.type = name, 0.0, UNUSED
+        added.append(name)
+    proto.trainer_spec.vocab_size = len(proto.pieces)
+    return added
+
+
 def read_base(path: str | Path):
     if not Path(path).is_file():
         raise InputError(str(path), "no such file")
