@@ -124,7 +124,7 @@ def _check_writable(label: str, shown: str, real: Path) -> None:
     parent = real.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if not os.access(parent, os.W_OK | os.X_OK):
+    if parent.is_dir() and not os.access(parent, os.W_OK | os.X_OK):  # (a file there: mkdir says so)
         raise OutputError(f"{label} {shown}: cannot write into {parent} (read-only or no permission)")
 
 
