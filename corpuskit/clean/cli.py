@@ -10,7 +10,7 @@ from corpuskit.clean.config import ConfigError, load_config
 from corpuskit.clean.minhash import SHINGLES, MinHashParams
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                seed_option, workers_option)
+                                max_record_option, seed_option, workers_option)
 
 
 def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
@@ -45,9 +45,10 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @seed_option
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, workers, seed, fmt,
-              encoding):
+              encoding, max_record_bytes):
     """Normalise text, drop low-quality records (Gopher, C4, FineWeb rules), and remove exact and
     MinHash near-duplicates, keeping the earliest record of each cluster.
 
@@ -68,7 +69,7 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
     opts = CleanOptions(config=config, dedup=dedup,
                         minhash=MinHashParams(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
                                               threshold=threshold, lsh_index=lsh_index),
-                        workers=workers, fmt=fmt, encoding=encoding)
+                        workers=workers, fmt=fmt, encoding=encoding, max_record_bytes=max_record_bytes)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {os.path.join(outdir, 'clean.jsonl')} ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)

@@ -33,7 +33,7 @@ from corpuskit.clean.exact import ExactIndex, exact_key
 from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, band_keys, choose_bands, shingle_hashes
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
-from corpuskit.ingest import InputError, expand_inputs, iter_records
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, dumps
 from corpuskit.records import PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
@@ -51,6 +51,7 @@ class CleanOptions:
     workers: int = 1
     fmt: str = "auto"
     encoding: str = "utf-8"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 # ---- per-record work (runs in worker processes) -------------------------------------------
@@ -254,7 +255,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
         by_filter = {"normalize": Counter(), **by_filter}
     checked: Counter = Counter()
     normalized: Counter = Counter()
-    items = progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: filter + signatures")
+    items = progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes), "clean: filter + signatures")
     with open(events_path, "w", encoding="utf-8", newline="\n") as events:
         for chunk, results, timings in _prepared(items, opts):
             for name, secs in timings.items():
@@ -307,7 +308,7 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
             total: int) -> Iterator[tuple[str, Record | Rejected, int | None]]:
     """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
     Fails with a clear error if the input changed between the passes."""
-    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), desc, total=total))
+    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes), desc, total=total))
     cand = 0
     with open(events_path, encoding="utf-8") as events:
         for event, item in zip(events, items):

@@ -8,15 +8,15 @@ from pathlib import Path
 import click
 
 from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
-                                progress, warn)
-from corpuskit.ingest import REPAIRS, expand_inputs, iter_records
+                                max_record_option, progress, warn)
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expand_inputs, iter_records
 from corpuskit.outputs import atomic_file, dumps
 from corpuskit.records import Rejected
 from corpuskit.report import StageReport
 
 
 def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
-            category=None):
+            category=None, max_record_bytes=DEFAULT_MAX_RECORD_BYTES):
     """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
@@ -24,12 +24,12 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     seen_files: set[str] = set()
     with atomic_file(output) as out, atomic_file(rejects_path) as rej:
         repaired = report.details.setdefault("repaired", {}) if repairs else {}
-        for item in progress(iter_records(files, fmt, to, encoding, repairs), "convert"):
+        for item in progress(iter_records(files, fmt, to, encoding, repairs, max_record_bytes), "convert"):
             seen_files.add(item.origin.path)
             if isinstance(item, Rejected):
                 report.reject(item)
                 rej.write(dumps(item.to_json()) + "\n")
-                if item.reason == "parse_error" and shown < show_errors:
+                if item.reason in ("parse_error", TOO_LARGE) and shown < show_errors:
                     warn(f"{item.origin}: {item.message}")
                     shown += 1
             else:
@@ -66,6 +66,7 @@ def _split_repairs(ctx, param, values):
               help="Require this record kind; records of the other kind are rejected (wrong_kind).")
 @from_option
 @encoding_option
+@max_record_option
 @click.option("--repair", "repairs", multiple=True, callback=_split_repairs, metavar="[" + "|".join(REPAIRS) + "]",
               help="Opt-in fixes, counted in the report (repeat or comma-separate): leading-assistant drops "
                    "assistant turns before the first user turn (ShareGPT continuations); trailing-user drops "
@@ -73,7 +74,8 @@ def _split_repairs(ctx, param, values):
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
-def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repairs, strict, report_path):
+def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, max_record_bytes, repairs, strict,
+                report_path):
     """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily or plain text
     to canonical records.
 
@@ -90,7 +92,8 @@ def convert_cmd(inputs, output, rejects_path, category, to, fmt, encoding, repai
     if rejects_path is None:
         p = Path(output)
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category)
+    report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category,
+                     max_record_bytes=max_record_bytes)
     if report_path:
         from corpuskit.outputs import write_json
         write_json(report_path, report.to_json())

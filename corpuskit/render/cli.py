@@ -8,7 +8,7 @@ import sys
 import click
 
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                progress, warn, workers_option)
+                                max_record_option, progress, warn, workers_option)
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
 from corpuskit.render.templates import (BUILTINS, ChatTemplate, TemplateError, builtin_source, check_has_generation,
@@ -81,10 +81,11 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
 @workers_option
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 @_render_errors
 def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-               group_texts, show, workers, fmt, encoding):
+               group_texts, show, workers, fmt, encoding, max_record_bytes):
     """Tokenize records with exact label masks: chat templates for SFT, BOS/EOS for pretraining.
 
     SFT trains on each assistant answer plus the end-of-turn token that closes it; system, user
@@ -111,11 +112,11 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
                          truncate=not group_texts)
     if show:
         show_samples(list(inputs), tok, template, opts, show, fmt, encoding,
-                     color=sys.stdout.isatty(), echo=click.echo)
+                     color=sys.stdout.isatty(), echo=click.echo, max_record_bytes=max_record_bytes)
     if output is None:
         return
     report = render_corpus(list(inputs), output, tok, template, opts, workers, group_texts, fmt, encoding,
-                           progress=lambda it, desc: progress(it, desc))
+                           progress=lambda it, desc: progress(it, desc), max_record_bytes=max_record_bytes)
     d = report.details
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {output}: {d['rows']} rows, {d['tokens']} tokens ({d['trained_tokens']} trained), "

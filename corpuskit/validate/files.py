@@ -6,7 +6,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from corpuskit.ingest import InputError, read_file
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, read_file
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.validate.schemas import KindChecker, kind_of
 
@@ -56,7 +56,7 @@ def _no_records_message(path: str) -> str:
 
 
 def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
-                  progress=None) -> FileResult:
+                  progress=None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> FileResult:
     """Check every record of `path` against `schema` ("auto" picks per record by shape).
 
     `progress` wraps the record stream (a tqdm bar in the CLI). Counting never stops at
@@ -64,7 +64,7 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
     """
     result = FileResult(path)
     fixed = None if schema == "auto" else checker_for(schema)
-    items = read_file(path, encoding)
+    items = read_file(path, encoding, max_record_bytes)
     if progress is not None:
         items = progress(items)
     try:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, progress,
-                                seed_option, workers_option)
+from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, max_record_option,
+                                progress, seed_option, workers_option)
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, atomic_file, dumps
 from corpuskit.report import StageReport
@@ -32,11 +32,12 @@ from corpuskit.report import StageReport
               help="Lines sampled (seeded reservoir sampling) for training.")
 @from_option
 @encoding_option
+@max_record_option
 @workers_option
 @seed_option
 @handle_errors
 def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, character_coverage, normalization,
-                    max_sentences, fmt, encoding, workers, seed):
+                    max_sentences, fmt, encoding, max_record_bytes, workers, seed):
     """Train a SentencePiece vocabulary on records or plain text (.txt: one document per line).
 
     \b
@@ -52,7 +53,7 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
     files = expand_inputs(inputs)
     report = StageReport("train-vocab", inputs=files)
     t0 = time.perf_counter()
-    sample = train.reservoir_sample(progress(iter_records(files, fmt, None, encoding), "read"),
+    sample = train.reservoir_sample(progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes), "read"),
                                     train.Sample(), max_sentences, seed, report)
     report.time("read_and_sample", time.perf_counter() - t0)
     if not sample.sentences:
@@ -98,8 +99,9 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
 @click.option("--eval", "evals", multiple=True, type=click.Path(dir_okay=False),
               help="Extra text/records to measure on (repeatable); built-in zh/en/code samples always run.")
 @encoding_option
+@max_record_option
 @handle_errors
-def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
+def merge_vocab_cmd(base, adds, outdir, only, evals, encoding, max_record_bytes):
     """Append new pieces to a SentencePiece model (e.g. Chinese to LLaMA-2) without changing how
     it tokenizes anything the base already covered.
 
@@ -119,7 +121,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
     t0 = time.perf_counter()
     base_proto = merge.read_base(base)
     report = StageReport("merge-vocab", inputs=[str(base), *adds])
-    added, skipped = merge.plan_merge(base_proto, merge.iter_candidates(adds, encoding), only, report)
+    added, skipped = merge.plan_merge(base_proto, merge.iter_candidates(adds, encoding, max_record_bytes), only, report)
     merged = merge.apply_merge(base_proto, added)
     report.time("merge", time.perf_counter() - t0)
     evals_files = expand_inputs(evals) if evals else []
@@ -139,7 +141,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, encoding):
         ev = Evaluator(base, tmp / "tokenizer.model", tmp / "tokenizer.json")
         results = {name: ev.evaluate(builtin_lines(name)) for name in BUILTIN_SAMPLES}
         for path in evals_files:
-            lines, rejected = file_lines(path, encoding)
+            lines, rejected = file_lines(path, encoding, max_record_bytes)
             results[path] = {**ev.evaluate(lines), "records_rejected": rejected}
         report.time("eval", time.perf_counter() - t0)
         report.details.update({"base_size": len(base_proto.pieces), "merged_size": len(merged.pieces),
