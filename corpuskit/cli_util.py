@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import math
 import os
 import sys
 from typing import Callable, Iterable, TypeVar
@@ -75,6 +76,18 @@ from_option = click.option("--from", "fmt", type=click.Choice(FORMATS), default=
                            help="Input record format; auto detects it per record.")
 MAX_WORKERS = 256  # more processes than this is a typo (each one holds a tokenizer or an index)
 MAX_SEED = 2**32 - 1  # numpy's and SentencePiece's seeds are 32-bit unsigned
+MAX_SEQ_LEN = 1 << 20  # tokens in one sample or packed row; beyond this no model trains on it
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (nan passes every range comparison)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
 
 workers_option = click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
                               help="Processes to use; results never depend on this.")

@@ -11,7 +11,7 @@ import importlib
 
 import click
 
-from corpuskit.cli_util import handle_errors
+from corpuskit.cli_util import MAX_SEED, FloatRange, handle_errors
 from trainers import __version__
 from trainers.errors import TrainError
 
@@ -76,7 +76,7 @@ def training_options(fn):
                                                   "embed_tokens/lm_head)."),
         click.option("--lora-r", default=8, show_default=True, type=click.IntRange(1)),
         click.option("--lora-alpha", default=32, show_default=True, type=click.IntRange(1)),
-        click.option("--lora-dropout", default=0.05, show_default=True, type=click.FloatRange(0, 1)),
+        click.option("--lora-dropout", default=0.05, show_default=True, type=FloatRange(0, 1)),
         click.option("--lora-targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                      show_default=True, help="Comma-separated module names LoRA wraps."),
         click.option("--prefix-tuning", is_flag=True, help="P-Tuning v2 prefix tuning (padded, unpacked batches)."),
@@ -88,14 +88,14 @@ def training_options(fn):
                      help="Attention kernel; auto = flash_attention_2 on CUDA when installed, else sdpa. "
                           "Every choice keeps packed samples apart."),
         click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations to save memory."),
-        click.option("--lr", default=None, type=float, help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
+        click.option("--lr", default=None, type=FloatRange(0, min_open=True), help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
                                                             "LoRA 2e-4, prefix tuning 2e-2]."),
         click.option("--lr-scheduler", default="cosine", show_default=True,
                      type=click.Choice(["cosine", "linear", "constant", "constant_with_warmup"])),
-        click.option("--warmup-steps", default=0.0, show_default=True, type=click.FloatRange(0),
+        click.option("--warmup-steps", default=0.0, show_default=True, type=FloatRange(0),
                      help="Warmup steps, or a fraction of all steps when below 1."),
-        click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0)),
-        click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True)),
+        click.option("--weight-decay", default=0.0, show_default=True, type=FloatRange(0)),
+        click.option("--epochs", default=1.0, show_default=True, type=FloatRange(0, min_open=True)),
         click.option("--max-steps", default=-1, show_default=True, type=int, callback=_positive_or_unset,
                      help="Stop after this many steps (overrides --epochs); -1 = train --epochs."),
         click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1),
@@ -103,7 +103,7 @@ def training_options(fn):
         click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1)),
         click.option("--logging-steps", default=1, show_default=True, type=click.IntRange(1)),
         click.option("--save-steps", default=500, show_default=True, type=click.IntRange(1)),
-        click.option("--seed", default=42, show_default=True, type=int,
+        click.option("--seed", default=42, show_default=True, type=click.IntRange(0, MAX_SEED),
                      help="Seed for init, dropout and data order."),
         click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[CKPT]",
                      help="Continue from the latest checkpoint in --output, or from CKPT."),

@@ -9,8 +9,8 @@ import click
 from corpuskit.clean.config import ConfigError, load_config
 from corpuskit.clean.minhash import SHINGLES, MinHashParams
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
-from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                max_record_option, seed_option, workers_option)
+from corpuskit.cli_util import (FloatRange, UsageProblem, encoding_option, from_option, handle_errors,
+                                inputs_argument, max_record_option, seed_option, workers_option)
 
 
 def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
@@ -31,7 +31,7 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
               help="Normalisation and quality filters: a preset (web adds C4) or a YAML file (see README, section clean).")
 @click.option("--dedup", default="exact,minhash", show_default=True, callback=_parse_dedup,
               metavar="exact,minhash|exact|minhash|none", help="Duplicate removal methods.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
+@click.option("--threshold", type=FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
               help="Near-duplicate threshold on the Jaccard similarity of shingle sets (estimated by MinHash, exact near the threshold).")
 @click.option("--num-perm", type=click.IntRange(16, 1024), default=128, show_default=True,
               help="MinHash permutations (signature length).")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
+from corpuskit.cli_util import (MAX_SEQ_LEN, UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
                                 max_record_option, progress, warn, workers_option)
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
@@ -67,14 +67,14 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
 @click.option("--template", "template_name", default=None,
               help=f"Built-in ({', '.join(BUILTINS)}) or a .jinja/.yaml file [default: the tokenizer's "
                    "chat_template, written by `corpuskit template export`].")
-@click.option("--max-length", type=click.IntRange(8), default=4096, show_default=True,
+@click.option("--max-length", type=click.IntRange(8, MAX_SEQ_LEN), default=4096, show_default=True,
               help="Longest sample in tokens.")
 @click.option("--truncation", type=click.Choice(TRUNCATIONS), default=None,
               help="Too-long records: turns = drop whole turns from the end (sft default), right = cut and end "
                    "on EOS (pretrain default), drop = reject.")
 @click.option("--train-on", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="Train on every assistant turn or only the last one.")
-@click.option("--group-texts", type=click.IntRange(8), default=None, metavar="BLOCK",
+@click.option("--group-texts", type=click.IntRange(8, MAX_SEQ_LEN), default=None, metavar="BLOCK",
               help="Pretrain: concatenate records of a file into BLOCK-token rows (the remainder is kept).")
 @click.option("--show", type=click.IntRange(0), default=0, metavar="N",
               help="Print the first N rendered records with the trained tokens marked.")

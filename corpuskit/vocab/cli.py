@@ -7,28 +7,31 @@ from pathlib import Path
 
 import click
 
-from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, max_record_option,
-                                progress, seed_option, workers_option)
+from corpuskit.cli_util import (FloatRange, encoding_option, from_option, handle_errors, inputs_argument,
+                                max_record_option, progress, seed_option, workers_option)
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, atomic_file, dumps
 from corpuskit.report import StageReport
+
+MAX_VOCAB = 1_000_000  # SentencePiece ids are int32; larger vocabularies are typos
+MAX_SENTENCES = 100_000_000  # held in memory for training (~1 kB each at most)
 
 
 @click.command("train-vocab")
 @inputs_argument
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder to write tokenizer.model, tokenizer.vocab and report.json/.md into.")
-@click.option("--vocab-size", type=click.IntRange(300), default=20000, show_default=True,
+@click.option("--vocab-size", type=click.IntRange(300, MAX_VOCAB), default=20000, show_default=True,
               help="Pieces in the model, including <unk>, <s>, </s> and the 256 byte pieces.")
 @click.option("--model-type", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True,
               help="bpe can be merged into LLaMA-2 with merge-vocab; unigram pieces can be too.")
 @click.option("--pre-tokenize", type=click.Choice(["none", "jieba"]), default="none", show_default=True,
               help="jieba: segment Chinese first so pieces follow word boundaries.")
-@click.option("--character-coverage", type=click.FloatRange(0.9, 1.0), default=0.9995, show_default=True,
+@click.option("--character-coverage", type=FloatRange(0.9, 1.0), default=0.9995, show_default=True,
               help="Share of characters the vocabulary must cover; the rarest go to byte fallback.")
 @click.option("--normalization", type=click.Choice(["identity", "nmt_nfkc"]), default="identity",
               show_default=True, help="identity matches LLaMA-2 (needed for pieces that match raw text).")
-@click.option("--max-sentences", type=click.IntRange(1), default=2_000_000, show_default=True,
+@click.option("--max-sentences", type=click.IntRange(1, MAX_SENTENCES), default=2_000_000, show_default=True,
               help="Lines sampled (seeded reservoir sampling) for training.")
 @from_option
 @encoding_option
