@@ -109,14 +109,14 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
     tok = TokenizerDir.load(tokenizer_dir)
     template = resolve_template(template_name, tok, mode)
     opts = RenderOptions(mode=mode, max_length=max_length, truncation=truncation, train_on=train_on,
-                         truncate=not group_texts)
+                         truncate=not group_texts, max_record_bytes=max_record_bytes)
     if show:
         show_samples(list(inputs), tok, template, opts, show, fmt, encoding,
-                     color=sys.stdout.isatty(), echo=click.echo, max_record_bytes=max_record_bytes)
+                     color=sys.stdout.isatty(), echo=click.echo)
     if output is None:
         return
     report = render_corpus(list(inputs), output, tok, template, opts, workers, group_texts, fmt, encoding,
-                           progress=lambda it, desc: progress(it, desc), max_record_bytes=max_record_bytes)
+                           progress=lambda it, desc: progress(it, desc))
     d = report.details
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {output}: {d['rows']} rows, {d['tokens']} tokens ({d['trained_tokens']} trained), "

@@ -14,7 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, expand_inputs, iter_records
+from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, write_json
 from corpuskit.records import PRETRAIN, Rejected
 from corpuskit.report import StageReport
@@ -158,13 +158,12 @@ def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: 
 
 def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, template: ChatTemplate | None,
                   opts: RenderOptions, workers: int = 1, group_texts: int | None = None, fmt: str = "auto",
-                  encoding: str = "utf-8", progress: Callable = lambda it, **kw: it,
-                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> StageReport:
+                  encoding: str = "utf-8", progress: Callable = lambda it, **kw: it) -> StageReport:
     files = expand_inputs(inputs)
     report = StageReport("render", inputs=files)
     stats = RenderStats()
     t0 = time.perf_counter()
-    records = progress(iter_records(files, fmt, opts.mode, encoding, max_record_bytes=max_record_bytes),
+    records = progress(iter_records(files, fmt, opts.mode, encoding, max_record_bytes=opts.max_record_bytes),
                        desc="render")
     results = ordered_map(process_chunk, chunked(records, CHUNK), workers, init_worker,
                           (str(tok.path), template, opts))
@@ -201,12 +200,11 @@ def default_truncation(mode: str) -> str:
 
 
 def show_samples(paths: list[str], tok: TokenizerDir, template: ChatTemplate | None, opts: RenderOptions,
-                 n: int, fmt: str, encoding: str, color: bool, echo: Callable[[str], None],
-                 max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> None:
+                 n: int, fmt: str, encoding: str, color: bool, echo: Callable[[str], None]) -> None:
     """Print the first n rendered records with trained tokens marked, for a person to check the masks."""
     renderer = Renderer(tok, template, opts)
     shown = 0
-    for rec in iter_records(expand_inputs(paths), fmt, opts.mode, encoding, max_record_bytes=max_record_bytes):
+    for rec in iter_records(expand_inputs(paths), fmt, opts.mode, encoding, max_record_bytes=opts.max_record_bytes):
         if shown >= n:
             break
         if isinstance(rec, Rejected):

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from corpuskit.records import PRETRAIN, SFT, Record, Rejected
-from corpuskit.render.templates import ChatTemplate, TemplateError
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES
+from corpuskit.render.sandbox import TemplateLimits
+from corpuskit.render.templates import ChatTemplate, TemplateError, TemplateLimitError
 from corpuskit.render.tokenizer_dir import TokenizerDir
 
 IGNORE = -100
@@ -31,6 +33,7 @@ class RenderOptions:
     truncation: str = "turns"
     train_on: str = "all"  # "all" | "last" assistant turns
     truncate: bool = True  # False when --group-texts splits long records into blocks instead
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # also bounds what a chat template may render
 
 
 @dataclass(slots=True)
@@ -61,6 +64,7 @@ class Renderer:
         if template is not None:
             control |= set(template.special_tokens)
         self.control_tokens = sorted(t for t in control if t)
+        self.limits = TemplateLimits.for_record_bytes(opts.max_record_bytes)
 
     # -- text and spans -------------------------------------------------------------------------
     def _text_and_spans(self, rec: Record, messages: list[dict] | None = None):
@@ -81,7 +85,9 @@ class Renderer:
         for m in messages:
             self._check_control(m["content"])
         try:
-            text, spans = self.template.render(messages, self.specials)
+            text, spans = self.template.render(messages, self.specials, limits=self.limits)
+        except TemplateLimitError as e:
+            raise _Reject("template_limit", f"{self.template.name}: {e}") from None
         except TemplateError as e:
             raise _Reject("template_error", f"{self.template.name}: {e}") from None
         assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
