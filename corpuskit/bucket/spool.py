@@ -9,7 +9,6 @@ reads the canonical lines back from the spool by offset. Memory: 32 bytes per re
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
 from array import array
@@ -22,6 +21,7 @@ import numpy as np
 from corpuskit.cli_util import progress
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, iter_records
 from corpuskit.outputs import dumps
+from corpuskit.pool import worker_pool
 from corpuskit.records import Origin, Record, Rejected
 
 
@@ -143,7 +143,7 @@ def write_spool(files: list[str], path: Path, field: str, default: str, on_rejec
             tasks = [(i, f, f"{path}.part-{i:06d}", field, default, by_file, fmt, encoding, max_record_bytes)
                      for i, f in enumerate(files)]
             bar = progress(None, "bucket: read", total=len(files), unit="file")
-            with mp.get_context().Pool(min(workers, len(files))) as pool:
+            with worker_pool(min(workers, len(files))) as pool:
                 for task, result in zip(tasks, pool.imap(_spool_one_file, tasks)):
                     if isinstance(result, tuple):
                         raise InputError(*result)

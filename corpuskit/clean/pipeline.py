@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import time
 from array import array
@@ -35,6 +34,7 @@ from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, dumps
+from corpuskit.pool import worker_pool
 from corpuskit.records import PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
 
@@ -179,7 +179,7 @@ def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterato
         for chunk in chunks:
             yield (chunk, *worker.prepare_chunk(_records_only(chunk)))
         return
-    with multiprocessing.get_context().Pool(opts.workers, _init_worker, (opts,)) as pool:
+    with worker_pool(opts.workers, _init_worker, (opts,)) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, pool.apply_async(_run_chunk, (_records_only(chunk),))))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
 import click
@@ -11,6 +10,7 @@ import click
 from corpuskit.cli_util import encoding_option, handle_errors, max_record_option, progress, workers_option
 from corpuskit.ingest import InputError, expand_inputs
 from corpuskit.outputs import dumps
+from corpuskit.pool import worker_pool
 from corpuskit.validate.files import FileResult, validate_file
 from corpuskit.validate.schemas import SCHEMA_NAMES
 
@@ -31,8 +31,8 @@ def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors
     if workers > 1 and len(files) > 1:
         job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors,
                                 max_record_bytes=max_record_bytes)
-        with ProcessPoolExecutor(min(workers, len(files))) as pool:
-            done = pool.map(job, files)  # yields in submission order
+        with worker_pool(min(workers, len(files))) as pool:
+            done = pool.imap(job, files)  # yields in submission order
             for t in targets:
                 yield next(done) if isinstance(t, str) else t
         return
