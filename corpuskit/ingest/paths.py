@@ -21,14 +21,16 @@ from typing import Callable, Iterator
 
 from corpuskit.ingest.errors import InputError
 
-_warned: set[str] = set()
+class Warnings:
+    """`warning:` lines on stderr, each message once per expansion."""
 
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
 
-def warn(message: str) -> None:
-    """One `warning:` line on stderr, once per process (inputs are often expanded twice)."""
-    if message not in _warned:
-        _warned.add(message)
-        print(f"warning: {message}", file=sys.stderr, flush=True)
+    def __call__(self, message: str) -> None:
+        if message not in self.seen:
+            self.seen.add(message)
+            print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def file_kind(mode: int) -> str:
@@ -48,7 +50,7 @@ def _key(st: os.stat_result) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def stat_entry(path: str) -> os.stat_result | None:
+def stat_entry(path: str, warn: Warnings) -> os.stat_result | None:
     """stat() following links; None (with a warning) for a broken link or a link loop."""
     try:
         return os.stat(path)
@@ -65,9 +67,10 @@ def stat_entry(path: str) -> os.stat_result | None:
 class FileSet:
     """Files in the order added, each real file (device, inode) once."""
 
-    def __init__(self) -> None:
+    def __init__(self, warn: Warnings) -> None:
         self.paths: list[str] = []
         self._seen: dict[tuple[int, int], tuple[str, int]] = {}
+        self.warn = warn
 
     def add(self, path: str, st: os.stat_result, arg: int) -> None:
         key = _key(st)
@@ -76,9 +79,9 @@ class FileSet:
             self._seen[key] = (path, arg)
             self.paths.append(path)
         elif os.path.normpath(first[0]) != os.path.normpath(path):
-            warn(f"{path}: same file as {first[0]}; read once")
+            self.warn(f"{path}: same file as {first[0]}; read once")
         elif first[1] != arg:
-            warn(f"{path}: given more than once; read once")
+            self.warn(f"{path}: given more than once; read once")
 
 
 class _Chain:
@@ -103,7 +106,7 @@ def _entries(directory: str) -> list[os.DirEntry]:
         return sorted(it, key=lambda e: e.name)
 
 
-def _enter(path: str, st: os.stat_result, chain: _Chain, visited: dict, tag=None) -> _Chain | None:
+def _enter(path: str, st: os.stat_result, chain: _Chain, visited: dict, warn: Warnings) -> _Chain | None:
     """The chain for descending into folder `path`, or None (reported) when it is a loop or was
     already walked by another route."""
     key = _key(st)
@@ -111,21 +114,21 @@ def _enter(path: str, st: os.stat_result, chain: _Chain, visited: dict, tag=None
     if back is not None:
         warn(f"{path}: symbolic link loop (leads back to {back}); not followed")
         return None
-    seen = visited.get((key, tag))
+    seen = visited.get(key)
     if seen is not None:
         if os.path.normpath(seen) != os.path.normpath(path):
             warn(f"{path}: same folder as {seen}; read once")
         return None
-    visited[(key, tag)] = path
+    visited[key] = path
     return _Chain(key, path, chain)
 
 
-def walk_files(directory: str, want: Callable[[str], bool]) -> list[tuple[str, os.stat_result]]:
+def walk_files(directory: str, want: Callable[[str], bool], warn: Warnings) -> list[tuple[str, os.stat_result]]:
     """(path, stat) of the files below `directory` whose name `want` accepts, sorted by path.
 
     Hidden files and folders (.git, .cache) are skipped; symlinked folders are followed once."""
     root = os.stat(directory)
-    visited: dict = {(_key(root), None): directory}
+    visited: dict = {_key(root): directory}
     stack = [(directory, _Chain(_key(root), directory, None))]
     out = []
     while stack:
@@ -133,11 +136,11 @@ def walk_files(directory: str, want: Callable[[str], bool]) -> list[tuple[str, o
         for entry in _entries(folder):
             if entry.name.startswith("."):
                 continue
-            st = stat_entry(entry.path)
+            st = stat_entry(entry.path, warn)
             if st is None:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                sub = _enter(entry.path, st, chain, visited)
+                sub = _enter(entry.path, st, chain, visited, warn)
                 if sub is not None:
                     stack.append((entry.path, sub))
             elif want(entry.name):
@@ -147,16 +150,16 @@ def walk_files(directory: str, want: Callable[[str], bool]) -> list[tuple[str, o
     return sorted(out, key=lambda x: x[0])
 
 
-def glob_paths(pattern: str) -> list[tuple[str, os.stat_result]]:
+def glob_paths(pattern: str, warn: Warnings) -> list[tuple[str, os.stat_result]]:
     """(path, stat) of what `pattern` matches (files and folders), sorted by path; broken links
     are reported and left out. `**` matches any number of folders, never looping."""
     if "**" not in pattern:  # depth is bounded by the pattern: the standard glob is safe
         matches: Iterator[str] = iter(glob.glob(pattern))
     else:
-        matches = _glob_recursive(pattern)
+        matches = _glob_recursive(pattern, warn)
     out = []
     for m in sorted(set(matches)):
-        st = stat_entry(m)
+        st = stat_entry(m, warn)
         if st is not None:
             out.append((m, st))
     return out
@@ -172,7 +175,7 @@ def _name_matches(name: str, segment: str) -> bool:
     return fnmatch.fnmatchcase(name, segment)
 
 
-def _glob_recursive(pattern: str) -> Iterator[str]:
+def _glob_recursive(pattern: str, warn: Warnings) -> Iterator[str]:
     """Matches of a pattern holding `**` (glob's recursive semantics, hidden folders skipped)."""
     parts = pattern.split(os.sep)
     first = next(i for i, p in enumerate(parts) if _magic(p))
@@ -206,7 +209,7 @@ def _glob_recursive(pattern: str) -> Iterator[str]:
             for entry in _entries(folder):
                 if entry.name.startswith("."):
                     continue
-                st = stat_entry(entry.path)
+                st = stat_entry(entry.path, warn)
                 if st is not None and stat.S_ISDIR(st.st_mode):
                     back = chain.find(_key(st))
                     if back is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from corpuskit.ingest.errors import InputError
-from corpuskit.ingest.paths import FileSet, glob_paths, not_regular, stat_entry, walk_files
+from corpuskit.ingest.paths import FileSet, Warnings, glob_paths, not_regular, stat_entry, walk_files
 from corpuskit.records import Origin
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
@@ -88,9 +88,9 @@ def base_suffix(path: str | os.PathLike) -> str:
     return os.path.splitext(name)[1]
 
 
-def _files_under(directory: str) -> list[tuple[str, os.stat_result]]:
+def _files_under(directory: str, warn: Warnings) -> list[tuple[str, os.stat_result]]:
     """Supported files below `directory`, sorted, skipping hidden files and folders (.git, .cache)."""
-    return walk_files(directory, lambda name: base_suffix(name) in SUFFIXES)
+    return walk_files(directory, lambda name: base_suffix(name) in SUFFIXES, warn)
 
 
 # Data files of corpuskit output folders that users feed onward (`corpuskit render buckets/`).
@@ -121,11 +121,11 @@ def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
     return files
 
 
-def _expand_dir(directory: str) -> list[tuple[str, os.stat_result]]:
+def _expand_dir(directory: str, warn: Warnings) -> list[tuple[str, os.stat_result]]:
     stage = stage_data_files(directory)
     if stage is None:
-        return _files_under(directory)
-    return [(f, st) for f in stage if (st := stat_entry(f)) is not None]
+        return _files_under(directory, warn)
+    return [(f, st) for f in stage if (st := stat_entry(f, warn)) is not None]
 
 
 def _checked(path: str, st: os.stat_result) -> tuple[str, os.stat_result]:
@@ -140,13 +140,14 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     A corpuskit output folder (it holds report.json) contributes only its data files. Each real
     file comes once (see `paths`: symlink loops, broken links and repeats are reported on stderr);
     anything that is not a regular file is refused before it is opened."""
-    files = FileSet()
+    warn = Warnings()
+    files = FileSet(warn)
     for arg, item in enumerate(inputs):
         s = str(item)
         if any(c in s for c in "*?["):
             found = []
-            for match, st in glob_paths(s):
-                found.extend(_expand_dir(match) if stat.S_ISDIR(st.st_mode) else [_checked(match, st)])
+            for match, st in glob_paths(s, warn):
+                found.extend(_expand_dir(match, warn) if stat.S_ISDIR(st.st_mode) else [_checked(match, st)])
             if not found:
                 raise InputError(s, "glob matched no files")
         else:
@@ -157,7 +158,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
                     raise InputError(s, f"broken symbolic link (to {os.readlink(s)!r}: {e.strerror})") from None
                 raise InputError(s, "no such file or directory") from None
             if stat.S_ISDIR(st.st_mode):
-                found = _expand_dir(s)
+                found = _expand_dir(s, warn)
                 if not found:
                     raise InputError(s, f"directory has no {'/'.join(SUFFIXES)} files (optionally .gz)")
             else:
