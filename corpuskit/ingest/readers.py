@@ -50,9 +50,9 @@ class RawItem:
     reason: str = "parse_error"  # the reject reason that goes with `error` (or TOO_LARGE)
 
 
-def _too_large(origin: Origin, size: int, cap: int, at_least: bool = False) -> RawItem:
-    return RawItem(origin, error=f"record is {'at least ' if at_least else ''}{size} bytes, over the "
-                                 f"--max-record-bytes limit of {cap}; it was skipped", reason=TOO_LARGE)
+def _too_large(origin: Origin, size: int, cap: int) -> RawItem:
+    return RawItem(origin, error=f"record is {size} bytes, over the --max-record-bytes limit of {cap}; "
+                                 "it was skipped", reason=TOO_LARGE)
 
 
 def _deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -203,12 +203,13 @@ def _bad_bytes_message(encoding: str, bad: bytes, where: str) -> str:
     return f"invalid {encoding} {where} ({bad!r}); pass --encoding if the file is not {encoding}"
 
 
-def _bounded_lines(fh, cap: int, skeleton: re.Pattern | None = None) -> Iterator[tuple[bytes, int]]:
-    """(line, 0) for each physical line of at most `cap` bytes (its line ending not counted).
+def _bounded_lines(fh, cap: int, skeleton: re.Pattern | None = None) -> Iterator[tuple[bytes, int, bool]]:
+    """(line, size, skipped) for each physical line; size is its bytes without the line ending.
 
-    A longer line is read past in bounded steps, never held whole: it comes out as (b"", size),
-    or with `skeleton`, as the line with every run of bytes that the pattern matches collapsed to
-    one b"x" (a CSV parser needs the quotes and delimiters of a skipped line to stay in step).
+    A line of at most `cap` bytes (its line ending not counted) comes whole. A longer one is read
+    past in bounded steps, never held: it comes out as b"" with skipped True, or with
+    `skeleton`, as the line with every run of bytes that the pattern matches collapsed to one b"x"
+    (a CSV parser needs the quotes and delimiters of a skipped line to stay in step).
     """
     while True:
         line = fh.readline(cap + 2)
@@ -216,7 +217,7 @@ def _bounded_lines(fh, cap: int, skeleton: re.Pattern | None = None) -> Iterator
             return
         ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
         if len(line) - ending <= cap:
-            yield line, 0
+            yield line, len(line) - ending, False
             continue
         size, parts, kept = len(line) - ending, [], 0
         while True:
@@ -231,22 +232,23 @@ def _bounded_lines(fh, cap: int, skeleton: re.Pattern | None = None) -> Iterator
                 break
             ending = 2 if line.endswith(b"\r\n") else 1 if line.endswith(b"\n") else 0
             size += len(line) - ending
-        yield b"".join(parts), size
+        yield b"".join(parts), size, True
 
 
-def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES,
-                  skeleton: re.Pattern | None = None) -> Iterator[tuple[int, str | None, str | None, int]]:
-    """(line_no, text, error, too_large) for each physical line; a BOM on line 1 is dropped.
+def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES, skeleton: re.Pattern | None = None
+                  ) -> Iterator[tuple[int, str | None, str | None, int, bool]]:
+    """(line_no, text, error, size, skipped) for each physical line; a BOM on line 1 is dropped.
 
     On undecodable bytes, `error` says where and `text` is the line decoded with surrogate
     escapes (so a CSV parser can still find where the row ends). A line over `cap` bytes has
-    `too_large` set to its size and `text` is its skeleton (see `_bounded_lines`). On a read
-    failure (truncated .gz), the last item has text None and the error, and the file ends there.
+    `skipped` set and `text` is its skeleton (see `_bounded_lines`); `size` is the line's bytes.
+    On a read failure (truncated .gz), the last item has text None and the error, and the file
+    ends there.
     """
     no = 0
     try:
         with _open_binary(path) as fh:
-            for no, (raw, too_large) in enumerate(_bounded_lines(fh, cap, skeleton), 1):
+            for no, (raw, size, skipped) in enumerate(_bounded_lines(fh, cap, skeleton), 1):
                 try:
                     text, err = raw.decode(encoding), None
                 except UnicodeDecodeError as e:
@@ -254,9 +256,9 @@ def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES,
                     err = _bad_bytes_message(encoding, raw[e.start:e.start + 4], f"bytes at byte {e.start} of the line")
                 if no == 1 and text.startswith("\ufeff"):
                     text = text[1:]
-                yield no, text, err, too_large
+                yield no, text, err, size, skipped
     except _READ_ERRORS as e:
-        yield no + 1, None, f"cannot read the file past this line: {e}", 0
+        yield no + 1, None, f"cannot read the file past this line: {e}", 0, False
 
 
 def _lone_surrogate(value: Any) -> str | None:
@@ -280,10 +282,10 @@ def _has_surrogate_escape(text: str, start: int = 0, end: int | None = None) -> 
 
 
 def read_jsonl(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawItem]:
-    for no, text, err, too_large in _decode_lines(path, encoding, max_record_bytes):
+    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes):
         origin = Origin(path, no)
-        if too_large:
-            yield _too_large(origin, too_large, max_record_bytes)
+        if skipped:
+            yield _too_large(origin, size, max_record_bytes)
             continue
         if err:
             yield RawItem(origin, error=err)
@@ -304,10 +306,10 @@ def read_jsonl(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAU
 
 def read_txt(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawItem]:
     """One document per non-blank line, as {"text": line}."""
-    for no, text, err, too_large in _decode_lines(path, encoding, max_record_bytes):
+    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes):
         origin = Origin(path, no)
-        if too_large:
-            yield _too_large(origin, too_large, max_record_bytes)
+        if skipped:
+            yield _too_large(origin, size, max_record_bytes)
         elif err:
             yield RawItem(origin, error=err)
         elif text.strip():
@@ -320,43 +322,46 @@ def read_csv(path: str, encoding: str = "utf-8", delimiter: str | None = None,
 
     A malformed row (unbalanced quote, wrong field count, undecodable bytes) is one error item
     at the line where the row starts; reading goes on with the next row. A row over
-    `max_record_bytes` is a `record_too_large` item (its lines are never held whole).
+    `max_record_bytes` is a `record_too_large` item: once a row grows past the bound, the parser
+    is fed only the row's quotes and delimiters (enough to find where it ends), never its text.
     """
     delim = delimiter or ("\t" if base_suffix(path) == ".tsv" else ",")
-    csv.field_size_limit(min(sys.maxsize, max_record_bytes))
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 1 << 31)))  # long documents are normal
     bad_lines: dict[int, str] = {}
-    big_lines: dict[int, int] = {}
     read_failure: list[tuple[int, str]] = []
-    skeleton = re.compile(b'[^"' + re.escape(delim.encode("ascii")) + b'\r\n]+')
+    structure = '"' + re.escape(delim) + "\r\n"
+    skeleton_bytes = re.compile(b"[^" + structure.encode("ascii") + b"]+")
+    skeleton_text = re.compile("[^" + structure + "]+")
+    row_size = [0, False]  # bytes of the row being read, and whether it went over the bound
 
     def lines() -> Iterator[str]:
-        for no, text, err, too_large in _decode_lines(path, encoding, max_record_bytes, skeleton):
+        for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes, skeleton_bytes):
             if text is None:
                 read_failure.append((no, err))
                 return
             if err:
                 bad_lines[no] = err
-            if too_large:
-                big_lines[no] = too_large
+            row_size[0] += size
+            if not skipped and row_size[0] > max_record_bytes:
+                text = skeleton_text.sub("x", text)
+            row_size[1] |= row_size[0] > max_record_bytes
             yield text
 
-    def pop_in(found: dict, first: int, last: int) -> tuple[int, Any] | None:
-        """The first entry of `found` within a row's lines (and forget those lines)."""
-        nos = sorted(n for n in found if first <= n <= last)
-        if not nos:
-            return None
-        first_found = (nos[0], found[nos[0]])
-        for n in nos:
-            del found[n]
-        return first_found
+    def row_done() -> int | None:
+        """The size of the row just read if it was too large; starts the count for the next row."""
+        size, over = row_size
+        row_size[0], row_size[1] = 0, False
+        return size if over else None
 
-    def too_large_in(first: int, last: int, error: csv.Error | None = None) -> RawItem | None:
-        big = pop_in(big_lines, first, last)
-        if big is not None:
-            return _too_large(Origin(path, first), big[1], max_record_bytes, at_least=True)
-        if error is not None and "field larger than field limit" in str(error):
-            return _too_large(Origin(path, first), max_record_bytes + 1, max_record_bytes, at_least=True)
-        return None
+    def decode_error_in(first: int, last: int) -> tuple[int, str] | None:
+        """The first undecodable line within a row's lines (and forget those lines)."""
+        found = sorted(n for n in bad_lines if first <= n <= last)
+        if not found:
+            return None
+        first_bad = (found[0], bad_lines[found[0]])
+        for n in found:
+            del bad_lines[n]
+        return first_bad
 
     reader = csv.reader(lines(), delimiter=delim, strict=True)
     header: list[str] | None = None
@@ -368,35 +373,34 @@ def read_csv(path: str, encoding: str = "utf-8", delimiter: str | None = None,
             break
         except csv.Error as e:
             end_line = reader.line_num
-            pop_in(bad_lines, row_start, end_line)
-            big = too_large_in(row_start, end_line, e)
+            decode_error_in(row_start, end_line)
+            big = row_done()
             if header is None:
-                raise InputError(path, f"CSV header: {big.error}" if big else f"malformed CSV header: {e}",
-                                 row_start) from None
-            yield big or RawItem(Origin(path, row_start),
-                                 error=f"malformed CSV row (starts at line {row_start}, read up to line {end_line}): {e}")
+                raise InputError(path, f"malformed CSV header: {e}", row_start) from None
+            yield (_too_large(Origin(path, row_start), big, max_record_bytes) if big else
+                   RawItem(Origin(path, row_start),
+                           error=f"malformed CSV row (starts at line {row_start}, read up to line {end_line}): {e}"))
             row_start = end_line + 1
             continue
         end_line = reader.line_num
         origin = Origin(path, row_start)
         first_line, row_start = row_start, end_line + 1
+        big = row_done()
         if not row:
             continue  # a blank line is not a record
-        bad = pop_in(bad_lines, first_line, end_line)
-        big = too_large_in(first_line, end_line)
-        if big is None and sum(map(len, row)) > max_record_bytes // 4:
-            size = len(delim.join(row).encode(encoding, "surrogateescape"))
-            if size > max_record_bytes:
-                big = _too_large(origin, size, max_record_bytes, at_least=True)
+        bad = decode_error_in(first_line, end_line)
         if header is None:
-            if big or bad:
-                raise InputError(path, f"CSV header: {big.error if big else bad[1]}", bad[0] if bad else first_line)
+            if big:
+                raise InputError(path, f"CSV header is {big} bytes, over the --max-record-bytes limit of "
+                                       f"{max_record_bytes}", first_line)
+            if bad:
+                raise InputError(path, f"CSV header: {bad[1]}", bad[0])
             header = [h.strip() for h in row]
             if len(set(header)) != len(header) or any(not h for h in header):
                 raise InputError(path, f"CSV header has empty or repeated column names: {header}", first_line)
             continue
         if big:
-            yield big
+            yield _too_large(origin, big, max_record_bytes)
             continue
         if bad:
             yield RawItem(Origin(path, bad[0]), error=bad[1])

@@ -27,7 +27,7 @@ MAX_SENTENCES = 100_000_000  # held in memory for training (~1 kB each at most)
               help="bpe can be merged into LLaMA-2 with merge-vocab; unigram pieces can be too.")
 @click.option("--pre-tokenize", type=click.Choice(["none", "jieba"]), default="none", show_default=True,
               help="jieba: segment Chinese first so pieces follow word boundaries.")
-@click.option("--character-coverage", type=FloatRange(0.9, 1.0), default=0.9995, show_default=True,
+@click.option("--character-coverage", type=FloatRange(0.98, 1.0), default=0.9995, show_default=True,
               help="Share of characters the vocabulary must cover; the rarest go to byte fallback.")
 @click.option("--normalization", type=click.Choice(["identity", "nmt_nfkc"]), default="identity",
               show_default=True, help="identity matches LLaMA-2 (needed for pieces that match raw text).")
