@@ -319,6 +319,29 @@ def test_oversized_record_render_pretrain_is_a_reject_not_a_native_abort(tmp_pat
     assert counts(res.output) == (301, 300, {"record_too_large": 1})
 
 
+@pytest.mark.xdist_group("tok")
+def test_tokenizer_batches_are_bounded_by_characters_with_the_same_output(tmp_path, monkeypatch, data_dir,
+                                                                          llama2_tokenizer_dir):
+    """render and stats --tokenizer hand the Rust encoder at most ENCODE_CHARS / BATCH_CHARS
+    characters per call (256 records of 16 MB in one call could abort it); splitting changes nothing."""
+    import corpuskit.render.tokenize as tokenize
+    import corpuskit.stats.collect as collect
+
+    src, tok = data_dir / "reviews_pos_head.txt", llama2_tokenizer_dir
+
+    def run(tag):
+        cli("render", src, "--tokenizer", tok, "--mode", "pretrain", "-o", tmp_path / tag)
+        cli("stats", src, "--tokenizer", tok, "--json", tmp_path / f"{tag}.json")
+        stats = json.loads((tmp_path / f"{tag}.json").read_text(encoding="utf-8"))
+        return ((tmp_path / tag / "data-00000-of-00001.arrow").read_bytes(), stats["categories"], stats["histogram"])
+
+    whole = run("whole")
+    monkeypatch.setattr(tokenize, "ENCODE_CHARS", 500)
+    monkeypatch.setattr(collect, "BATCH_CHARS", 500)
+    assert run("split") == whole
+    assert whole[1]["default"]["tokens"] > 0
+
+
 def test_oversized_piece_in_merge_vocab(tmp_path, llama2_model):
     pieces = tmp_path / "pieces.jsonl"
     pieces.write_text("\n".join(json.dumps({"piece": p}, ensure_ascii=False) for p in ["数据集", "x" * 5000, "语料库"])

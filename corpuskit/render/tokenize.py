@@ -24,6 +24,7 @@ from corpuskit.render.tokenizer_dir import TokenizerDir
 
 IGNORE = -100
 TRUNCATIONS = ("turns", "right", "drop")
+ENCODE_CHARS = 1 << 23  # characters per encode_batch call
 
 
 @dataclass
@@ -138,7 +139,18 @@ class Renderer:
         return labels
 
     def _encode(self, texts: list[str]):
-        return self.tok.tokenizer.encode_batch(texts, add_special_tokens=False)
+        """encode_batch in groups of at most ENCODE_CHARS characters: the Rust encoder holds ~130
+        bytes per input character at once, so 256 large records in one call could abort it."""
+        out, group, size = [], [], 0
+        for text in texts:
+            if group and size + len(text) > ENCODE_CHARS:
+                out += self.tok.tokenizer.encode_batch(group, add_special_tokens=False)
+                group, size = [], 0
+            group.append(text)
+            size += len(text)
+        if group:
+            out += self.tok.tokenizer.encode_batch(group, add_special_tokens=False)
+        return out
 
     def _trained_spans(self, spans):
         return spans[-1:] if self.opts.train_on == "last" and self.opts.mode == SFT else spans
