@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import math
 import os
 import sys
 from typing import Callable, Iterable, TypeVar
@@ -11,7 +12,7 @@ from typing import Callable, Iterable, TypeVar
 import click
 from tqdm import tqdm
 
-from corpuskit.ingest import FORMATS, InputError
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS, InputError
 from corpuskit.outputs import OutputError
 
 T = TypeVar("T")
@@ -38,6 +39,8 @@ def handle_errors(fn: Callable) -> Callable:
         except OSError as e:  # an output folder that cannot be created, a disk that is full, ...
             where = f"{e.filename}: " if e.filename else ""
             raise UsageProblem(f"{where}{e.strerror or e}") from e
+        except RecursionError as e:  # every reader bounds nesting; this is the last line of defence
+            raise UsageProblem(f"input nested too deeply to process ({e})") from None
         except KeyboardInterrupt:
             click.echo("interrupted; no output was written", err=True)
             sys.exit(130)
@@ -71,6 +74,53 @@ encoding_option = click.option("--encoding", default="utf-8", show_default=True,
                                help="Input text encoding (e.g. gbk); anything undecodable is an error naming file and line.")
 from_option = click.option("--from", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
                            help="Input record format; auto detects it per record.")
-workers_option = click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+MAX_WORKERS = 256  # more processes than this is a typo (each one holds a tokenizer or an index)
+MAX_SEED = 2**32 - 1  # numpy's and SentencePiece's seeds are 32-bit unsigned
+MAX_SEQ_LEN = 1 << 20  # tokens in one sample or packed row; beyond this no model trains on it
+
+
+class FloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (nan passes every range comparison)."""
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return rv
+
+
+workers_option = click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
                               help="Processes to use; results never depend on this.")
-seed_option = click.option("--seed", type=int, default=42, show_default=True, help="Random seed.")
+seed_option = click.option("--seed", type=click.IntRange(0, MAX_SEED), default=42, show_default=True,
+                           help=f"Random seed (0 to {MAX_SEED}).")
+
+
+class ByteSize(click.ParamType):
+    """A size in bytes: 1000, 64K, 16M, 1G (K/M/G are powers of 1024; KiB/MiB/GiB too)."""
+
+    name = "bytes"
+    UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+    def __init__(self, low: int = 1, high: int = 1 << 30):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            n = value
+        else:
+            text = str(value).strip().lower().removesuffix("ib").removesuffix("b")
+            unit = text[-1:] if text[-1:] in self.UNITS else ""
+            number = text[:-1] if unit else text
+            if not number.isdigit():
+                self.fail(f"{value!r} is not a size (e.g. 1000, 64K, 16M, 1G)", param, ctx)
+            n = int(number) * self.UNITS[unit]
+        if not self.low <= n <= self.high:
+            self.fail(f"{value} is not between {self.low} and {self.high} bytes", param, ctx)
+        return n
+
+
+max_record_option = click.option(
+    "--max-record-bytes", type=ByteSize(), default=DEFAULT_MAX_RECORD_BYTES, metavar="SIZE",
+    show_default="16M",
+    help="Largest record accepted (a line, a JSON array element, a CSV row; K/M/G suffixes); a larger one "
+         "is read past without being held and rejected as record_too_large.")

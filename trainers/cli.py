@@ -13,7 +13,7 @@ import os
 
 import click
 
-from corpuskit.cli_util import handle_errors
+from corpuskit.cli_util import MAX_SEED, FloatRange, handle_errors
 from corpuskit.overlap import check_paths
 from trainers import __version__
 from trainers.errors import TrainError
@@ -101,7 +101,7 @@ def training_options(fn):
                                                   "embed_tokens/lm_head)."),
         click.option("--lora-r", default=8, show_default=True, type=click.IntRange(1)),
         click.option("--lora-alpha", default=32, show_default=True, type=click.IntRange(1)),
-        click.option("--lora-dropout", default=0.05, show_default=True, type=click.FloatRange(0, 1)),
+        click.option("--lora-dropout", default=0.05, show_default=True, type=FloatRange(0, 1)),
         click.option("--lora-targets", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
                      show_default=True, help="Comma-separated module names LoRA wraps."),
         click.option("--prefix-tuning", is_flag=True, help="P-Tuning v2 prefix tuning (padded, unpacked batches)."),
@@ -121,14 +121,14 @@ def training_options(fn):
         click.option("--load-in-4bit", is_flag=True, help="QLoRA: the frozen base model in bitsandbytes NF4 (double "
                                                           "quantisation, bf16 compute) under --lora/--prefix-tuning "
                                                           "(CUDA, --bf16; pip install bitsandbytes)."),
-        click.option("--lr", default=None, type=float, help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
+        click.option("--lr", default=None, type=FloatRange(0, min_open=True), help="Peak learning rate [pretrain 2e-4, sft 2e-5; "
                                                             "LoRA 2e-4, prefix tuning 2e-2]."),
         click.option("--lr-scheduler", default="cosine", show_default=True,
                      type=click.Choice(["cosine", "linear", "constant", "constant_with_warmup"])),
-        click.option("--warmup-steps", default=0.0, show_default=True, type=click.FloatRange(0),
+        click.option("--warmup-steps", default=0.0, show_default=True, type=FloatRange(0),
                      help="Warmup steps, or a fraction of all steps when below 1."),
-        click.option("--weight-decay", default=0.0, show_default=True, type=click.FloatRange(0)),
-        click.option("--epochs", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True)),
+        click.option("--weight-decay", default=0.0, show_default=True, type=FloatRange(0)),
+        click.option("--epochs", default=1.0, show_default=True, type=FloatRange(0, min_open=True)),
         click.option("--max-steps", default=-1, show_default=True, type=int, callback=_positive_or_unset,
                      help="Stop after this many steps (overrides --epochs); -1 = train --epochs."),
         click.option("--batch-size", default=1, show_default=True, type=click.IntRange(1),
@@ -136,7 +136,7 @@ def training_options(fn):
         click.option("--grad-accum", default=1, show_default=True, type=click.IntRange(1)),
         click.option("--logging-steps", default=1, show_default=True, type=click.IntRange(1)),
         click.option("--save-steps", default=500, show_default=True, type=click.IntRange(1)),
-        click.option("--seed", default=42, show_default=True, type=int,
+        click.option("--seed", default=42, show_default=True, type=click.IntRange(0, MAX_SEED),
                      help="Seed for init, dropout and data order."),
         click.option("--resume", is_flag=False, flag_value="latest", default=None, metavar="[CKPT]",
                      help="Continue from the latest complete checkpoint in --output, or from CKPT."),

@@ -10,7 +10,7 @@ from corpuskit.bucket.inputs import category_options
 from corpuskit.bucket.run import UnknownCategories, bucket
 from corpuskit.bucket.weights import parse_weights
 from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors,
-                                inputs_argument, seed_option, workers_option)
+                                inputs_argument, max_record_option, seed_option, workers_option)
 from corpuskit.overlap import check_paths
 
 
@@ -31,9 +31,10 @@ from corpuskit.overlap import check_paths
 @workers_option
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, category_by_file,
-               weights_spec, seed, shuffle, workers, fmt, encoding):
+               weights_spec, seed, shuffle, workers, fmt, encoding, max_record_bytes):
     """Split records into N buckets so that every bucket holds every category in its global share
     (Colossal-LLaMA-2's mixing): each category is shuffled and cut into N bins differing by at most
     one record, and bucket i takes bin i of every category.
@@ -58,7 +59,7 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
     weights = parse_weights(weights_spec)
     try:
         report, manifest = bucket(inputs, outdir, num_buckets, seed, weights, shuffle, category_field,
-                                  default_category, fmt, encoding, category_by_file, workers)
+                                  default_category, fmt, encoding, category_by_file, workers, max_record_bytes)
     except UnknownCategories as e:
         raise UsageProblem(str(e)) from e
     click.echo(report.summary(), err=True)

@@ -18,7 +18,7 @@ from corpuskit.bucket.plan import BucketPlan, plan_buckets
 from corpuskit.bucket.spool import Spool, SpoolReader, write_spool
 from corpuskit.bucket.weights import weight_json
 from corpuskit.cli_util import progress
-from corpuskit.ingest import expand_inputs
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, expand_inputs
 from corpuskit.outputs import atomic_dir, atomic_file, dumps, write_json
 from corpuskit.records import Rejected
 from corpuskit.report import StageReport
@@ -37,7 +37,7 @@ def bucket_name(i: int) -> str:
 def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, Fraction] | None = None,
            shuffle: bool = True, category_field: str = "category", default_category: str = "default",
            fmt: str = "auto", encoding: str = "utf-8", category_by_file: bool = False,
-           workers: int = 1) -> tuple[StageReport, dict]:
+           workers: int = 1, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[StageReport, dict]:
     """Write the buckets; return the report and the manifest (both also written to `outdir`)."""
     weights = weights or {}
     files = expand_inputs(inputs)
@@ -50,7 +50,7 @@ def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, 
 
             t0 = time.perf_counter()
             spool = write_spool(files, tmp / ".spool.jsonl", category_field, default_category, on_reject,
-                                category_by_file, fmt, encoding, workers)
+                                category_by_file, fmt, encoding, workers, max_record_bytes)
             report.time("read", time.perf_counter() - t0)
             unknown = sorted(set(weights) - set(spool.names))
             if unknown:

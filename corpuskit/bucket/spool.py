@@ -9,7 +9,6 @@ reads the canonical lines back from the spool by offset. Memory: 32 bytes per re
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import shutil
 from array import array
@@ -20,8 +19,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from corpuskit.cli_util import progress
-from corpuskit.ingest import InputError, iter_records
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, iter_records
 from corpuskit.outputs import dumps
+from corpuskit.pool import worker_pool
 from corpuskit.records import Origin, Record, Rejected
 
 
@@ -105,12 +105,13 @@ def _spool_records(records: Iterable[Record | Rejected], fh, file_ids: dict[str,
 
 def _spool_one_file(task: tuple) -> _Index | tuple[str, str, int | None]:
     """Worker: spool one input file to its own part file (rejects as JSON lines beside it)."""
-    file_no, path, part, field, default, by_file, fmt, encoding = task
+    file_no, path, part, field, default, by_file, fmt, encoding, max_record_bytes = task
     try:
         with open(part, "wb") as fh, open(f"{part}.rejected", "wb") as rej:
             def on_reject(r: Rejected) -> None:
                 rej.write((dumps(r.to_json()) + "\n").encode("utf-8"))
-            index = _spool_records(iter_records([path], fmt, None, encoding), fh, {path: file_no},
+            index = _spool_records(iter_records([path], fmt, None, encoding, max_record_bytes=max_record_bytes),
+                                   fh, {path: file_no},
                                    field, default, on_reject, by_file)
     except InputError as e:  # sent back as plain values: the exception itself does not unpickle
         return e.path, e.message, e.line
@@ -126,21 +127,23 @@ def _replay_rejects(path: str, on_reject: Callable[[Rejected], None]) -> None:
 
 
 def write_spool(files: list[str], path: Path, field: str, default: str, on_reject: Callable[[Rejected], None],
-                by_file: bool = False, fmt: str = "auto", encoding: str = "utf-8", workers: int = 1) -> Spool:
+                by_file: bool = False, fmt: str = "auto", encoding: str = "utf-8", workers: int = 1,
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Spool:
     """Pass 1. With `workers > 1`, input files are converted in parallel (one file per task) and
     their parts appended in input order, so the spool, and everything after it, is the same bytes
     whatever `workers` is."""
     file_ids = {f: i for i, f in enumerate(files)}
     with open(path, "wb") as fh:
         if workers <= 1 or len(files) <= 1:
-            records = progress(iter_records(files, fmt, None, encoding), "bucket: read")
+            records = progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes),
+                               "bucket: read")
             index = _spool_records(records, fh, file_ids, field, default, on_reject, by_file)
         else:
             index = _Index()
-            tasks = [(i, f, f"{path}.part-{i:06d}", field, default, by_file, fmt, encoding)
+            tasks = [(i, f, f"{path}.part-{i:06d}", field, default, by_file, fmt, encoding, max_record_bytes)
                      for i, f in enumerate(files)]
             bar = progress(None, "bucket: read", total=len(files), unit="file")
-            with mp.get_context().Pool(min(workers, len(files))) as pool:
+            with worker_pool(min(workers, len(files))) as pool:
                 for task, result in zip(tasks, pool.imap(_spool_one_file, tasks)):
                     if isinstance(result, tuple):
                         raise InputError(*result)

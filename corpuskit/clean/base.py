@@ -8,6 +8,7 @@ option for all documents (`min_doc_words: 30`) or for Chinese ones only (`zh: {m
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from types import SimpleNamespace
 from typing import Any, Union
@@ -21,9 +22,24 @@ def reject(rule: str, message: str) -> tuple[bool, str, str]:
     return False, rule, message
 
 
+# options that are shares (of lines, paragraphs, characters, words): between 0 and 1
+FRACTIONS = {"dup_line_frac", "dup_para_frac", "dup_line_char_frac", "dup_para_char_frac", "max_bullet_lines_ratio",
+             "max_ellipsis_lines_ratio", "max_non_alpha_words_ratio", "line_punct_thr", "short_line_thr",
+             "char_duplicates_ratio"}
+
+
+def _number_problem(value: Any, fraction: bool) -> str | None:
+    if not math.isfinite(value) or value < 0:
+        return "a finite number >= 0"
+    if fraction and value > 1:
+        return "a fraction between 0 and 1"
+    return None
+
+
 def check_option(filter_name: str, key: str, value: Any, default: Any) -> None:
     """A YAML option must have its default's type, so a typo fails at start-up with the option's
-    name instead of deep inside a filter. Numbers may be null (rule off)."""
+    name instead of deep inside a filter. Numbers may be null (rule off); they must be finite and
+    >= 0, and shares between 0 and 1."""
     where = f"filters.{filter_name}.{key}"
     if isinstance(default, bool):
         ok, want = isinstance(value, bool), "true or false"
@@ -38,6 +54,15 @@ def check_option(filter_name: str, key: str, value: Any, default: Any) -> None:
         ok, want = isinstance(value, list) and all(isinstance(w, str) for w in value), "a list of strings"
     if not ok:
         raise ValueError(f"{where} must be {want}, got {value!r}")
+    name = key.rsplit(".", 1)[-1]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        problem = _number_problem(value, name in FRACTIONS)
+        if problem:
+            raise ValueError(f"{where} must be {problem}, got {value!r}")
+    if name == "top_n_grams":
+        for n, frac in value:
+            if _number_problem(frac, True):
+                raise ValueError(f"{where}: the fraction for {n}-grams must be between 0 and 1, got {frac!r}")
 
 
 class Filter(ABC):

@@ -9,8 +9,8 @@ import click
 from corpuskit.clean.config import ConfigError, load_config
 from corpuskit.clean.minhash import SHINGLES, MinHashParams
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
-from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                seed_option, workers_option)
+from corpuskit.cli_util import (FloatRange, UsageProblem, encoding_option, from_option, handle_errors,
+                                inputs_argument, max_record_option, seed_option, workers_option)
 from corpuskit.overlap import check_paths
 
 
@@ -36,7 +36,7 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
                    "as web pages; none: nothing.")
 @click.option("--dedup", default="exact,minhash", show_default=True, callback=_parse_dedup,
               metavar="exact,minhash|exact|minhash|none", help="Duplicate removal methods.")
-@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
+@click.option("--threshold", type=FloatRange(0.0, 1.0, min_open=True), default=0.8, show_default=True,
               help="Near-duplicate threshold on the Jaccard similarity of shingle sets (estimated by MinHash, exact near the threshold).")
 @click.option("--num-perm", type=click.IntRange(16, 1024), default=128, show_default=True,
               help="MinHash permutations (signature length).")
@@ -50,9 +50,10 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @seed_option
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, workers, seed, fmt,
-              encoding):
+              encoding, max_record_bytes):
     """Normalise text, drop low-quality records (mojibake, HTML/JS left-overs, menus and
     boilerplate, random characters; Gopher, FineWeb and C4 rules, with Chinese thresholds for
     Chinese records), and remove exact and MinHash near-duplicates, keeping the earliest record of
@@ -78,7 +79,7 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
     opts = CleanOptions(config=config, dedup=dedup,
                         minhash=MinHashParams(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
                                               threshold=threshold, lsh_index=lsh_index),
-                        workers=workers, fmt=fmt, encoding=encoding)
+                        workers=workers, fmt=fmt, encoding=encoding, max_record_bytes=max_record_bytes)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {os.path.join(outdir, 'clean.jsonl')} ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)

@@ -21,6 +21,7 @@ record as a web page, as datatrove does.
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from collections import Counter
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
 import os
 import time
 from array import array
@@ -33,8 +32,9 @@ from corpuskit.clean.exact import ExactIndex, exact_key
 from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, band_keys, choose_bands, shingle_hashes
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
-from corpuskit.ingest import InputError, expand_inputs, iter_records
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, dumps
+from corpuskit.pool import worker_pool
 from corpuskit.records import PREFERENCE, PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
 
@@ -51,6 +51,7 @@ class CleanOptions:
     workers: int = 1
     fmt: str = "auto"
     encoding: str = "utf-8"
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
 
 
 # ---- per-record work (runs in worker processes) -------------------------------------------
@@ -189,7 +190,7 @@ def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterato
         for chunk in chunks:
             yield (chunk, *worker.prepare_chunk(_records_only(chunk)))
         return
-    with multiprocessing.get_context().Pool(opts.workers, _init_worker, (opts,)) as pool:
+    with worker_pool(opts.workers, _init_worker, (opts,)) as pool:
         pending: deque = deque()
         for chunk in chunks:
             pending.append((chunk, pool.apply_async(_run_chunk, (_records_only(chunk),))))
@@ -303,7 +304,8 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     normalized: Counter = Counter()
     scripts: Counter = Counter()
     examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
-    items = progress(iter_records(files, opts.fmt, None, opts.encoding), "clean: filter + signatures")
+    items = progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes),
+                     "clean: filter + signatures")
     with open(events_path, "w", encoding="utf-8", newline="\n") as events:
         for chunk, results, timings in _prepared(items, opts):
             for name, secs in timings.items():
@@ -367,7 +369,7 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
             total: int) -> Iterator[tuple[str, Record | Rejected, int | None]]:
     """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
     Fails with a clear error if the input changed between the passes."""
-    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), desc, total=total))
+    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes), desc, total=total))
     cand = 0
     with open(events_path, encoding="utf-8") as events:
         for event, item in zip(events, items):

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
-                                progress, warn)
-from corpuskit.ingest import REPAIRS, expand_inputs, iter_records
+                                max_record_option, progress, warn)
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expand_inputs, iter_records
 from corpuskit.ingest.bridges import SPLITS, add_system, to_source_target
 from corpuskit.ingest.formats import ALPACA_LAYOUTS
 from corpuskit.outputs import atomic_files, dumps
@@ -19,7 +19,8 @@ from corpuskit.report import StageReport
 
 
 def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
-            category=None, report_path=None, split="none", system=None, alpaca_layout="newline"):
+            category=None, report_path=None, split="none", system=None, alpaca_layout="newline",
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES):
     """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report.
 
     The output, the rejects and the report (`report_path`) are published together or not at all.
@@ -35,12 +36,13 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     with atomic_files() as outputs:
         out, rej = outputs.open(output), outputs.open(rejects_path)
         repaired = report.details.setdefault("repaired", {}) if repairs else {}
-        for item in progress(iter_records(files, fmt, kind, encoding, repairs, alpaca_layout), "convert"):
+        for item in progress(iter_records(files, fmt, kind, encoding, repairs, alpaca_layout, max_record_bytes),
+                             "convert"):
             seen_files.add(item.origin.path)
             if isinstance(item, Rejected):
                 report.reject(item)
                 rej.write(dumps(item.to_json()) + "\n")
-                if item.reason == "parse_error" and shown < show_errors:
+                if item.reason in ("parse_error", TOO_LARGE) and shown < show_errors:
                     warn(f"{item.origin}: {item.message}")
                     shown += 1
             else:
@@ -103,6 +105,7 @@ def _split_repairs(ctx, param, values):
                    "or stanford (### Instruction: / ### Input: sections).")
 @from_option
 @encoding_option
+@max_record_option
 @click.option("--repair", "repairs", multiple=True, callback=_split_repairs, metavar="[" + "|".join(REPAIRS) + "]",
               help="Opt-in fixes, counted in the report (repeat or comma-separate): leading-assistant drops "
                    "assistant turns before the first user turn (ShareGPT continuations); trailing-user drops "
@@ -110,8 +113,8 @@ def _split_repairs(ctx, param, values):
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
 @handle_errors
-def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpaca_layout, fmt, encoding, repairs,
-                strict, report_path):
+def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpaca_layout, fmt, encoding,
+                max_record_bytes, repairs, strict, report_path):
     """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily, plain text or
     preference pairs (Anthropic HH, UltraFeedback-binarized, flat prompt/chosen/rejected) to
     canonical records.
@@ -134,7 +137,8 @@ def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpac
         rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
     check_paths({"input": inputs}, files={"-o": output, "--rejects": rejects_path, "--report": report_path})
     report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category,
-                     report_path=report_path, split=split, system=system, alpaca_layout=alpaca_layout)
+                     report_path=report_path, split=split, system=system, alpaca_layout=alpaca_layout,
+                     max_record_bytes=max_record_bytes)
     click.echo(report.summary(), err=True)
     if report.details.get("repaired"):
         click.echo("repaired (kept after an opt-in fix): " +

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from corpuskit.cli_util import UsageProblem, handle_errors, seed_option
+from corpuskit.cli_util import MAX_SEQ_LEN, UsageProblem, handle_errors, seed_option
 from corpuskit.pack.bfd import STRATEGIES
 from corpuskit.pack.packer import PackError, pack_dir
 
@@ -12,7 +12,7 @@ from corpuskit.pack.packer import PackError, pack_dir
 @click.command("pack")
 @click.argument("input_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False), help="Output datasets directory.")
-@click.option("--seq-len", type=click.IntRange(8), default=4096, show_default=True,
+@click.option("--seq-len", type=click.IntRange(8, MAX_SEQ_LEN), default=4096, show_default=True,
               help="Capacity of one packed sequence in tokens.")
 @click.option("--strategy", type=click.Choice(sorted(STRATEGIES)), default="bfd", show_default=True,
               help="bfd = best-fit decreasing (fills sequences best); greedy = next-fit in input order.")

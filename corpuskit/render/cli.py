@@ -8,8 +8,8 @@ import sys
 
 import click
 
-from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                progress, warn, workers_option)
+from corpuskit.cli_util import (MAX_SEQ_LEN, UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
+                                max_record_option, progress, warn, workers_option)
 from corpuskit.overlap import check_paths
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
@@ -73,7 +73,7 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
 @click.option("--template", "template_name", default=None,
               help=f"Built-in ({', '.join(BUILTINS)}) or a .jinja/.yaml file [default: the tokenizer's "
                    "chat_template, written by `corpuskit template export`].")
-@click.option("--max-length", type=click.IntRange(8), default=4096, show_default=True,
+@click.option("--max-length", type=click.IntRange(8, MAX_SEQ_LEN), default=4096, show_default=True,
               help="Longest sample in tokens.")
 @click.option("--truncation", type=click.Choice(TRUNCATIONS + ("left",)), default=None,
               help="Too-long records: turns = drop whole turns from the end (sft default), right = cut and end "
@@ -81,17 +81,18 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
                    "(preference/prompt default), drop = reject.")
 @click.option("--train-on", type=click.Choice(["all", "last"]), default="all", show_default=True,
               help="Train on every assistant turn or only the last one.")
-@click.option("--group-texts", type=click.IntRange(8), default=None, metavar="BLOCK",
+@click.option("--group-texts", type=click.IntRange(8, MAX_SEQ_LEN), default=None, metavar="BLOCK",
               help="Pretrain: concatenate records of a file into BLOCK-token rows (the remainder is kept).")
 @click.option("--show", type=click.IntRange(0), default=0, metavar="N",
               help="Print the first N rendered records with the trained tokens marked.")
 @workers_option
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 @_render_errors
 def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-               group_texts, show, workers, fmt, encoding):
+               group_texts, show, workers, fmt, encoding, max_record_bytes):
     """Tokenize records with exact label masks: chat templates for SFT, BOS/EOS for pretraining.
 
     SFT trains on each assistant answer plus the end-of-turn token that closes it; system, user
@@ -125,7 +126,7 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
         check_paths({"input": inputs, "--tokenizer": tokenizer_dir, "--template": _template_file(template_name)},
                     dirs={"-o": output})
     opts = RenderOptions(mode=mode, max_length=max_length, truncation=truncation, train_on=train_on,
-                         truncate=not group_texts)
+                         truncate=not group_texts, max_record_bytes=max_record_bytes)
     if show:
         show_samples(list(inputs), tok, template, opts, show, fmt, encoding,
                      color=sys.stdout.isatty(), echo=click.echo)

@@ -5,7 +5,6 @@ fixed-size, processed independently, and written back in order.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import numpy as np
 
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, write_json
+from corpuskit.pool import worker_pool
 from corpuskit.records import PRETRAIN, Rejected
 from corpuskit.report import StageReport
 from corpuskit.render.dataset_io import RENDER_FEATURES, write_dataset
@@ -45,8 +45,7 @@ def ordered_map(fn: Callable, chunks: Iterable[list], workers: int, initializer,
         for c in chunks:
             yield fn(c)
         return
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(workers, initializer=initializer, initargs=initargs) as pool:
+    with worker_pool(workers, initializer, initargs, start_method="spawn") as pool:
         pending: deque = deque()
         for c in chunks:
             pending.append(pool.apply_async(fn, (c,)))
@@ -163,7 +162,8 @@ def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, temp
     report = StageReport("render", inputs=files)
     stats = RenderStats()
     t0 = time.perf_counter()
-    records = progress(iter_records(files, fmt, opts.mode, encoding), desc="render")
+    records = progress(iter_records(files, fmt, opts.mode, encoding, max_record_bytes=opts.max_record_bytes),
+                       desc="render")
     results = ordered_map(process_chunk, chunked(records, CHUNK), workers, init_worker,
                           (str(tok.path), template, opts))
     rows = (grouped_rows(results, group_texts, report, stats) if group_texts
@@ -203,7 +203,7 @@ def show_samples(paths: list[str], tok: TokenizerDir, template: ChatTemplate | N
     """Print the first n rendered records with trained tokens marked, for a person to check the masks."""
     renderer = Renderer(tok, template, opts)
     shown = 0
-    for rec in iter_records(expand_inputs(paths), fmt, opts.mode, encoding):
+    for rec in iter_records(expand_inputs(paths), fmt, opts.mode, encoding, max_record_bytes=opts.max_record_bytes):
         if shown >= n:
             break
         if isinstance(rec, Rejected):

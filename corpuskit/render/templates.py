@@ -17,7 +17,8 @@ from pathlib import Path
 import jinja2
 import jinja2.ext
 import yaml
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from corpuskit.render.sandbox import BoundedSandbox, TemplateLimitExceeded, TemplateLimits
 
 # name -> (what it is, tokens the tokenizer must know as special tokens)
 BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -32,6 +33,10 @@ BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 class TemplateError(Exception):
     """A template cannot render this conversation (the message says why)."""
+
+
+class TemplateLimitError(TemplateError):
+    """Rendering this conversation went over a bound on output size, loops or time (see sandbox.py)."""
 
 
 @dataclass
@@ -50,20 +55,42 @@ class ChatTemplate:
             self._compiled = compile_template(self.source)
         return self._compiled
 
-    def render(self, messages: list[dict], special_tokens: dict[str, str],
-               add_generation_prompt: bool = False) -> tuple[str, list[tuple[int, int]]]:
-        """The rendered text and the (start, end) character span of every generation block."""
+    def render(self, messages: list[dict], special_tokens: dict[str, str], add_generation_prompt: bool = False,
+               limits: TemplateLimits | None = None) -> tuple[str, list[tuple[int, int]]]:
+        """The rendered text and the (start, end) character span of every generation block.
+
+        Bounded by `limits` (TemplateLimitError); any other failure of the template, whatever
+        Python exception it is (a template is code), is a TemplateError."""
         tpl = self.compiled()
-        blocks: list[str] = []
+        limits = limits or TemplateLimits()
+        out = _Output(limits.max_output)
         spans: list[tuple[int, int]] = []
         try:
-            with tpl.environment.track(blocks, spans):
+            with tpl.environment.track(out, spans), tpl.environment.bounded(limits):
                 for piece in tpl.generate(messages=messages, add_generation_prompt=add_generation_prompt,
                                           **special_tokens):
-                    blocks.append(piece)
+                    out.add(piece)
+        except TemplateLimitExceeded as e:
+            raise TemplateLimitError(str(e)) from None
         except jinja2.TemplateError as e:
             raise TemplateError(str(e)) from e
-        return "".join(blocks), spans
+        except Exception as e:  # TypeError, ZeroDivisionError, MemoryError, ...
+            raise TemplateError(f"{type(e).__name__}: {e}") from None
+        return "".join(out.pieces), spans
+
+
+class _Output:
+    """The rendered pieces so far and their length (which generation blocks need), bounded."""
+
+    def __init__(self, limit: int):
+        self.pieces: list[str] = []
+        self.length, self.limit = 0, limit
+
+    def add(self, piece: str) -> None:
+        self.length += len(piece)
+        if self.length > self.limit:
+            raise TemplateLimitExceeded(f"the rendered text is longer than {self.limit} characters")
+        self.pieces.append(piece)
 
 
 class _GenerationTracker(jinja2.ext.Extension):
@@ -74,7 +101,7 @@ class _GenerationTracker(jinja2.ext.Extension):
     def __init__(self, environment):
         super().__init__(environment)
         environment.extend(track=self.track)
-        self._blocks: list[str] | None = None
+        self._out: _Output | None = None
         self._spans: list[tuple[int, int]] | None = None
 
     def parse(self, parser):
@@ -85,17 +112,17 @@ class _GenerationTracker(jinja2.ext.Extension):
     def _generation(self, caller):
         text = caller()
         if self._spans is not None:
-            start = sum(len(b) for b in self._blocks)
+            start = self._out.length
             self._spans.append((start, start + len(text)))
         return text
 
     @contextmanager
-    def track(self, blocks, spans):
-        self._blocks, self._spans = blocks, spans
+    def track(self, out: "_Output", spans):
+        self._out, self._spans = out, spans
         try:
             yield
         finally:
-            self._blocks = self._spans = None
+            self._out = self._spans = None
 
 
 def _raise_exception(message):
@@ -107,15 +134,18 @@ def _tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False
 
 
 def compile_template(source: str) -> jinja2.Template:
-    """Compile with the same sandbox settings transformers uses, so rendering is identical."""
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                        extensions=[_GenerationTracker, jinja2.ext.loopcontrols])
+    """Compile with the same sandbox settings transformers uses, so rendering is identical, plus
+    the resource bounds of sandbox.BoundedSandbox."""
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True,
+                         extensions=[_GenerationTracker, jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     try:
-        return env.from_string(source)
+        return env.compile_bounded(source)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"template syntax error at line {e.lineno}: {e.message}") from e
+    except RecursionError:
+        raise TemplateError("template is nested too deeply to compile") from None
 
 
 def builtin_source(name: str) -> str:

@@ -17,11 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from corpuskit.records import PRETRAIN, SFT, Record, Rejected
-from corpuskit.render.templates import ChatTemplate, TemplateError
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES
+from corpuskit.render.sandbox import TemplateLimits
+from corpuskit.render.templates import ChatTemplate, TemplateError, TemplateLimitError
 from corpuskit.render.tokenizer_dir import TokenizerDir
 
 IGNORE = -100
 TRUNCATIONS = ("turns", "right", "drop")
+ENCODE_CHARS = 1 << 23  # characters per encode_batch call
 
 
 @dataclass
@@ -31,6 +34,7 @@ class RenderOptions:
     truncation: str = "turns"
     train_on: str = "all"  # "all" | "last" assistant turns
     truncate: bool = True  # False when --group-texts splits long records into blocks instead
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES  # also bounds what a chat template may render
 
 
 @dataclass(slots=True)
@@ -61,6 +65,7 @@ class Renderer:
         if template is not None:
             control |= set(template.special_tokens)
         self.control_tokens = sorted(t for t in control if t)
+        self.limits = TemplateLimits.for_record_bytes(opts.max_record_bytes)
 
     # -- text and spans -------------------------------------------------------------------------
     def _text_and_spans(self, rec: Record, messages: list[dict] | None = None):
@@ -81,7 +86,9 @@ class Renderer:
         for m in messages:
             self._check_control(m["content"])
         try:
-            text, spans = self.template.render(messages, self.specials)
+            text, spans = self.template.render(messages, self.specials, limits=self.limits)
+        except TemplateLimitError as e:
+            raise _Reject("template_limit", f"{self.template.name}: {e}") from None
         except TemplateError as e:
             raise _Reject("template_error", f"{self.template.name}: {e}") from None
         assistants = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
@@ -132,7 +139,18 @@ class Renderer:
         return labels
 
     def _encode(self, texts: list[str]):
-        return self.tok.tokenizer.encode_batch(texts, add_special_tokens=False)
+        """encode_batch in groups of at most ENCODE_CHARS characters: the Rust encoder holds ~130
+        bytes per input character at once, so 256 large records in one call could abort it."""
+        out, group, size = [], [], 0
+        for text in texts:
+            if group and size + len(text) > ENCODE_CHARS:
+                out += self.tok.tokenizer.encode_batch(group, add_special_tokens=False)
+                group, size = [], 0
+            group.append(text)
+            size += len(text)
+        if group:
+            out += self.tok.tokenizer.encode_batch(group, add_special_tokens=False)
+        return out
 
     def _trained_spans(self, spans):
         return spans[-1:] if self.opts.train_on == "last" and self.opts.mode == SFT else spans

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from corpuskit.bucket.inputs import category_options
-from corpuskit.cli_util import encoding_option, from_option, handle_errors, inputs_argument, progress, warn
+from corpuskit.cli_util import (MAX_WORKERS, encoding_option, from_option, handle_errors, inputs_argument,
+                                max_record_option, progress, warn)
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_files
 from corpuskit.overlap import check_paths
@@ -23,13 +24,14 @@ SHOW_REJECTS = 10
 @category_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the statistics as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also save the length histogram as a PNG here.")
-@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
               help="Tokenizer threads for --tokenizer counting (threads, not processes); counts never depend on this.")
 @from_option
 @encoding_option
+@max_record_option
 @handle_errors
 def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_file, json_path, plot_path,
-              workers, fmt, encoding):
+              workers, fmt, encoding, max_record_bytes):
     """Records, characters and tokens per category, and a length histogram (power-of-two ranges),
     printed as a table. Records that cannot be read are counted as rejected with their reason
     (the first few are listed with file and line). SFT records count the text of all turns.
@@ -54,7 +56,7 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
             warn(f"{rej.origin}: rejected ({rej.reason}): {rej.message}")
         shown[0] += 1
 
-    stats = collect_stats(progress(iter_records(files, fmt, None, encoding), "stats"), report,
+    stats = collect_stats(progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes), "stats"), report,
                           category_field, default_category, count_tokens, on_reject=on_reject,
                           category_by_file=category_by_file)
     if shown[0] > SHOW_REJECTS:

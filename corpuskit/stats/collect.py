@@ -13,6 +13,7 @@ from corpuskit.records import Record, Rejected
 from corpuskit.report import StageReport
 
 TokenCounter = Callable[[list[str]], list[int]]
+BATCH_CHARS = 1 << 23  # a tokenizer batch holds ~130 bytes per character: bound it by size, not only count
 
 
 def length_bin(n: int) -> int:
@@ -82,12 +83,15 @@ def collect_stats(records: Iterable[Record | Rejected], report: StageReport, cat
     stats = CorpusStats(report, count_tokens is not None)
     batch_texts: list[str] = []
     batch_cats: list[CategoryStats] = []
+    batch_chars = 0
 
     def flush() -> None:
+        nonlocal batch_chars
         for cat, n in zip(batch_cats, count_tokens(batch_texts)):
             cat.add_tokens(n)
         batch_texts.clear()
         batch_cats.clear()
+        batch_chars = 0
 
     for item in records:
         if isinstance(item, Rejected):
@@ -106,7 +110,8 @@ def collect_stats(records: Iterable[Record | Rejected], report: StageReport, cat
         if count_tokens is not None:
             batch_texts.append(text)
             batch_cats.append(s)
-            if len(batch_texts) >= batch_size:
+            batch_chars += len(text)
+            if len(batch_texts) >= batch_size or batch_chars >= BATCH_CHARS:
                 flush()
     if batch_texts:
         flush()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import functools
-from concurrent.futures import ProcessPoolExecutor
 from typing import Iterator
 
 import click
 
-from corpuskit.cli_util import encoding_option, handle_errors, progress, workers_option
+from corpuskit.cli_util import encoding_option, handle_errors, max_record_option, progress, workers_option
 from corpuskit.ingest import FORMATS, InputError, expand_inputs
 from corpuskit.outputs import dumps
+from corpuskit.pool import worker_pool
 from corpuskit.validate.files import FileResult, validate_file
 from corpuskit.validate.schemas import SCHEMA_NAMES
 
@@ -20,18 +20,19 @@ def _targets(inputs: tuple[str, ...]) -> Iterator[str | FileResult]:
     for inp in inputs:
         try:
             yield from expand_inputs([inp])
-        except InputError as e:
-            yield FileResult(inp, file_error=(e.line, e.message))
+        except InputError as e:  # named after the file at fault (a FIFO inside a folder, ...)
+            yield FileResult(e.path, file_error=(e.line, e.message))
 
 
 def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int,
-         workers: int, fmt: str | None = None) -> Iterator[FileResult]:
+         workers: int, fmt: str | None = None, max_record_bytes: int | None = None) -> Iterator[FileResult]:
     """Results in input order, whatever the number of workers."""
     files = [t for t in targets if isinstance(t, str)]
     if workers > 1 and len(files) > 1:
-        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors, fmt=fmt)
-        with ProcessPoolExecutor(min(workers, len(files))) as pool:
-            done = pool.map(job, files)  # yields in submission order
+        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors, fmt=fmt,
+                                max_record_bytes=max_record_bytes)
+        with worker_pool(min(workers, len(files))) as pool:
+            done = pool.imap(job, files)  # yields in submission order
             for t in targets:
                 yield next(done) if isinstance(t, str) else t
         return
@@ -40,7 +41,8 @@ def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors
             yield t
         else:
             yield validate_file(t, schema, encoding, max_errors,
-                                progress=lambda items, t=t: progress(items, f"validate {t}"), fmt=fmt)
+                                progress=lambda items, t=t: progress(items, f"validate {t}"), fmt=fmt,
+                                max_record_bytes=max_record_bytes)
 
 
 def _print_text(result: FileResult, max_errors: int) -> None:
@@ -71,10 +73,11 @@ def _print_text(result: FileResult, max_errors: int) -> None:
                    "`corpuskit convert --from` reads them: a record is valid when it converts to a valid "
                    "canonical record. Default: the files are canonical.")
 @encoding_option
+@max_record_option
 @workers_option
 @handle_errors
 @click.pass_context
-def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, workers):
+def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, max_record_bytes, workers):
     """Check canonical data files (jsonl, JSON array, CSV; .gz too) record by record against the
     JSON Schemas in schemas/ and the turn-order rules. Exits 0 only if every record of every file
     is valid; an empty or blank-only file is an error.
@@ -89,7 +92,7 @@ def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, work
     """
     all_ok = True
     n_files = n_records = n_invalid = 0
-    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers, fmt):
+    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers, fmt, max_record_bytes):
         all_ok &= result.ok
         n_files += 1
         n_records += result.records

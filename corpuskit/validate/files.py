@@ -6,7 +6,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 
-from corpuskit.ingest import InputError, convert_value, read_file
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, convert_value, read_file
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.records import Record
 from corpuskit.validate.schemas import KindChecker, kind_of
@@ -67,7 +67,8 @@ def _raw_message(value, origin, fmt: str, schema: str) -> str | None:
 
 
 def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
-                  progress=None, fmt: str | None = None) -> FileResult:
+                  progress=None, fmt: str | None = None,
+                  max_record_bytes: int | None = DEFAULT_MAX_RECORD_BYTES) -> FileResult:
     """Check every record of `path` against `schema` ("auto" picks per record by shape).
 
     With `fmt` (a `convert --from` format), records are read as that raw format instead and a
@@ -77,7 +78,7 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
     """
     result = FileResult(path)
     fixed = None if schema == "auto" else checker_for(schema)
-    items = read_file(path, encoding)
+    items = read_file(path, encoding, max_record_bytes)
     if progress is not None:
         items = progress(items)
     try:

@@ -7,37 +7,41 @@ from pathlib import Path
 
 import click
 
-from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument, progress,
-                                seed_option, workers_option)
+from corpuskit.cli_util import (FloatRange, encoding_option, from_option, handle_errors, inputs_argument,
+                                max_record_option, progress, seed_option, workers_option)
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, atomic_file, dumps
 from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
+
+MAX_VOCAB = 1_000_000  # SentencePiece ids are int32; larger vocabularies are typos
+MAX_SENTENCES = 100_000_000  # held in memory for training (~1 kB each at most)
 
 
 @click.command("train-vocab")
 @inputs_argument
 @click.option("-o", "--output", "outdir", required=True, type=click.Path(file_okay=False),
               help="Folder to write tokenizer.model, tokenizer.vocab and report.json/.md into.")
-@click.option("--vocab-size", type=click.IntRange(300), default=20000, show_default=True,
+@click.option("--vocab-size", type=click.IntRange(300, MAX_VOCAB), default=20000, show_default=True,
               help="Pieces in the model, including <unk>, <s>, </s> and the 256 byte pieces.")
 @click.option("--model-type", type=click.Choice(["bpe", "unigram"]), default="bpe", show_default=True,
               help="bpe can be merged into LLaMA-2 with merge-vocab; unigram pieces can be too.")
 @click.option("--pre-tokenize", type=click.Choice(["none", "jieba"]), default="none", show_default=True,
               help="jieba: segment Chinese first so pieces follow word boundaries.")
-@click.option("--character-coverage", type=click.FloatRange(0.9, 1.0), default=0.9995, show_default=True,
+@click.option("--character-coverage", type=FloatRange(0.98, 1.0), default=0.9995, show_default=True,
               help="Share of characters the vocabulary must cover; the rarest go to byte fallback.")
 @click.option("--normalization", type=click.Choice(["identity", "nmt_nfkc"]), default="identity",
               show_default=True, help="identity matches LLaMA-2 (needed for pieces that match raw text).")
-@click.option("--max-sentences", type=click.IntRange(1), default=2_000_000, show_default=True,
+@click.option("--max-sentences", type=click.IntRange(1, MAX_SENTENCES), default=2_000_000, show_default=True,
               help="Lines sampled (seeded reservoir sampling) for training.")
 @from_option
 @encoding_option
+@max_record_option
 @workers_option
 @seed_option
 @handle_errors
 def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, character_coverage, normalization,
-                    max_sentences, fmt, encoding, workers, seed):
+                    max_sentences, fmt, encoding, max_record_bytes, workers, seed):
     """Train a SentencePiece vocabulary on records or plain text (.txt: one document per line).
 
     \b
@@ -54,7 +58,7 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
     files = expand_inputs(inputs)
     report = StageReport("train-vocab", inputs=files)
     t0 = time.perf_counter()
-    sample = train.reservoir_sample(progress(iter_records(files, fmt, None, encoding), "read"),
+    sample = train.reservoir_sample(progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes), "read"),
                                     train.Sample(), max_sentences, seed, report)
     report.time("read_and_sample", time.perf_counter() - t0)
     if not sample.sentences:
@@ -104,8 +108,9 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
               help="Append never-produced <unused_k> pieces until the vocabulary size is a multiple of N "
                    "(64 is common for GPU efficiency); ids of every text stay the same.")
 @encoding_option
+@max_record_option
 @handle_errors
-def merge_vocab_cmd(base, adds, outdir, only, evals, pad_multiple, encoding):
+def merge_vocab_cmd(base, adds, outdir, only, evals, pad_multiple, encoding, max_record_bytes):
     """Append new pieces to a SentencePiece model (e.g. Chinese to LLaMA-2) without changing how
     it tokenizes anything the base already covered.
 
@@ -126,7 +131,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, pad_multiple, encoding):
     t0 = time.perf_counter()
     base_proto = merge.read_base(base)
     report = StageReport("merge-vocab", inputs=[str(base), *adds])
-    added, skipped = merge.plan_merge(base_proto, merge.iter_candidates(adds, encoding), only, report)
+    added, skipped = merge.plan_merge(base_proto, merge.iter_candidates(adds, encoding, max_record_bytes), only, report)
     merged = merge.apply_merge(base_proto, added)
     padding = merge.pad_to_multiple(merged, pad_multiple) if pad_multiple else []
     report.time("merge", time.perf_counter() - t0)
@@ -147,7 +152,7 @@ def merge_vocab_cmd(base, adds, outdir, only, evals, pad_multiple, encoding):
         ev = Evaluator(base, tmp / "tokenizer.model", tmp / "tokenizer.json")
         results = {name: ev.evaluate(builtin_lines(name)) for name in BUILTIN_SAMPLES}
         for path in evals_files:
-            lines, rejected = file_lines(path, encoding)
+            lines, rejected = file_lines(path, encoding, max_record_bytes)
             results[path] = {**ev.evaluate(lines), "records_rejected": rejected}
         report.time("eval", time.perf_counter() - t0)
         report.details.update({"base_size": len(base_proto.pieces), "merged_size": len(merged.pieces),

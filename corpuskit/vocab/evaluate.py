@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from corpuskit.ingest import iter_records
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, iter_records
 from corpuskit.records import Rejected
 
 BUILTIN_SAMPLES = {"builtin:zh": "vocab_eval_zh.txt", "builtin:en": "vocab_eval_en.txt",
@@ -25,10 +25,11 @@ def builtin_lines(name: str) -> list[str]:
     return [line for line in text.split("\n") if line.strip()]
 
 
-def file_lines(path: str, encoding: str = "utf-8") -> tuple[list[str], int]:
+def file_lines(path: str, encoding: str = "utf-8",
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[list[str], int]:
     """Non-blank lines of every record's text, and the number of input records rejected."""
     lines, rejected = [], 0
-    for item in iter_records([path], encoding=encoding):
+    for item in iter_records([path], encoding=encoding, max_record_bytes=max_record_bytes):
         if isinstance(item, Rejected):
             rejected += 1
             continue

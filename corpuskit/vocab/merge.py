@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from corpuskit.ingest import InputError, expand_inputs, iter_records
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.records import Origin, Rejected
 from corpuskit.vocab.hf import NORMAL, export_problems, load_proto
@@ -69,21 +69,23 @@ def model_candidates(path: str) -> Iterator[Candidate | Rejected]:
             yield Candidate(p.piece, origin, p.score)
 
 
-def piece_file_candidates(path: str, encoding: str) -> Iterator[Candidate | Rejected]:
-    for item in iter_records([path], fmt="canonical", to="piece", encoding=encoding):
+def piece_file_candidates(path: str, encoding: str,
+                          max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Candidate | Rejected]:
+    for item in iter_records([path], fmt="canonical", to="piece", encoding=encoding, max_record_bytes=max_record_bytes):
         if isinstance(item, Rejected):
             yield item
         else:
             yield Candidate(item.piece, item.origin)
 
 
-def iter_candidates(paths: Iterable[str], encoding: str = "utf-8") -> Iterator[Candidate | Rejected]:
+def iter_candidates(paths: Iterable[str], encoding: str = "utf-8",
+                    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[Candidate | Rejected]:
     """Candidates from every --add input, in input order."""
     for path in expand_inputs(paths):
         if path.endswith(".model"):
             yield from model_candidates(path)
         elif base_suffix(path) == ".jsonl":
-            yield from piece_file_candidates(path, encoding)
+            yield from piece_file_candidates(path, encoding, max_record_bytes)
         else:
             raise InputError(path, "--add takes SentencePiece .model files or {\"piece\": ...} .jsonl files")
 

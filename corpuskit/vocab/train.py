@@ -95,9 +95,9 @@ def jieba_segment_all(lines: list[str], workers: int, progress) -> list[str]:
     if workers <= 1:
         jieba.initialize()
         return [_jieba_segment(line) for line in progress(lines, "jieba", total=len(lines), unit="line")]
-    import multiprocessing as mp
+    from corpuskit.pool import worker_pool
 
-    with mp.get_context("fork").Pool(workers, initializer=jieba.initialize) as pool:
+    with worker_pool(workers, jieba.initialize, start_method="fork") as pool:
         return list(progress(pool.imap(_jieba_segment, lines, chunksize=256), "jieba",
                              total=len(lines), unit="line"))
 

@@ -1,0 +1,13 @@
+"""The error every reader raises for a problem with an input file as a whole (a leaf module, so
+path expansion and the readers can share it)."""
+
+from __future__ import annotations
+
+
+class InputError(Exception):
+    """A problem with an input file as a whole: message names the file (and line when known)."""
+
+    def __init__(self, path: str, message: str, line: int | None = None):
+        self.path, self.line, self.message = str(path), line, message
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")

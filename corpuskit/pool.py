@@ -1,0 +1,45 @@
+"""Process pools that stop cleanly on Ctrl-C.
+
+A terminal sends SIGINT to the whole process group, so without care every worker prints its own
+KeyboardInterrupt traceback. Here workers ignore SIGINT from the moment they exist (the parent
+ignores it while it forks or spawns them, and their initializer ignores it again), so only the
+parent sees the interrupt; leaving the `with` block on it terminates the pool, and the command's
+error handler prints one line and exits 130.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import signal
+import threading
+from typing import Callable, Iterator
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _init(initializer: Callable | None, initargs: tuple) -> None:
+    _ignore_sigint()
+    if initializer is not None:
+        initializer(*initargs)
+
+
+@contextlib.contextmanager
+def worker_pool(processes: int, initializer: Callable | None = None, initargs: tuple = (),
+                start_method: str | None = None) -> Iterator[multiprocessing.pool.Pool]:
+    """A multiprocessing Pool whose workers ignore SIGINT; terminated (and joined) on exit."""
+    ctx = multiprocessing.get_context(start_method)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:  # a fork inherits SIG_IGN, and a spawned interpreter keeps an inherited SIG_IGN
+        pool = ctx.Pool(processes, _init, (initializer, initargs))
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, previous)
+    try:
+        yield pool
+    finally:
+        pool.terminate()
+        pool.join()
