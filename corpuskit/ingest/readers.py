@@ -14,6 +14,7 @@ import codecs
 import csv
 import glob
 import gzip
+import io
 import json
 import os
 import re
@@ -65,7 +66,8 @@ def _files_under(directory: str) -> list[str]:
 
 # Data files of corpuskit output folders that users feed onward (`corpuskit render buckets/`).
 # Such a folder also holds report.json, manifest.json and rejected.jsonl, which are not records.
-STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"]}
+STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"],
+              "convert": ["part-*.jsonl"]}
 _STAGE_MARKER = "report.json"
 
 
@@ -81,6 +83,9 @@ def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
         return None
     if command is None:
         return None
+    shards = _sharded_parts(folder)
+    if shards is not None:
+        return shards
     patterns = STAGE_DATA.get(command)
     if patterns is None:
         raise InputError(str(folder), f"is the output of `corpuskit {command}`, which holds no corpus records "
@@ -89,6 +94,22 @@ def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
     if not files:
         raise InputError(str(folder), f"`corpuskit {command}` output folder has no {' or '.join(patterns)}")
     return files
+
+
+def _sharded_parts(folder: Path) -> list[str] | None:
+    """The parts of a sharded output folder, in manifest order; every listed part must be there."""
+    manifest = folder / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8")) if manifest.is_file() else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != "corpuskit-shards/1":
+        return None
+    parts = [folder / p["file"] for p in data.get("shards", [])]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise InputError(str(folder), f"sharded output is incomplete: {missing[0]} listed in manifest.json is missing")
+    return [str(p) for p in parts]
 
 
 def _expand_dir(directory: str) -> list[str]:
@@ -122,7 +143,35 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     return out
 
 
-def _open_binary(path: str):
+class _Range(io.RawIOBase):
+    """A byte range [start, end) of a file, read as if it were the whole file (input splits)."""
+
+    def __init__(self, path: str, start: int, end: int | None):
+        self._fh = open(path, "rb", buffering=0)
+        self._fh.seek(start)
+        self._left = None if end is None else end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._left is not None:
+            if self._left <= 0:
+                return 0
+            b = memoryview(b)[:self._left]
+        n = self._fh.readinto(b)
+        if self._left is not None:
+            self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _open_binary(path: str, span: tuple[int, int | None] | None = None):
+    if span is not None and span != (0, None):
+        return io.BufferedReader(_Range(path, *span), 1 << 20)
     if path.lower().endswith(".gz"):
         return gzip.open(path, "rb")
     return open(path, "rb")
@@ -132,7 +181,8 @@ def _bad_bytes_message(encoding: str, bad: bytes, where: str) -> str:
     return f"invalid {encoding} {where} ({bad!r}); pass --encoding if the file is not {encoding}"
 
 
-def _decode_lines(path: str, encoding: str) -> Iterator[tuple[int, str | None, str | None]]:
+def _decode_lines(path: str, encoding: str,
+                  span: tuple[int, int | None] | None = None) -> Iterator[tuple[int, str | None, str | None]]:
     """(line_no, text, error) for each physical line; a BOM on line 1 is dropped.
 
     On undecodable bytes, `error` says where and `text` is the line decoded with surrogate
@@ -140,15 +190,16 @@ def _decode_lines(path: str, encoding: str) -> Iterator[tuple[int, str | None, s
     .gz), the last item has text None and the error, and the file ends there.
     """
     no = 0
+    file_start = span is None or span[0] == 0
     try:
-        with _open_binary(path) as fh:
+        with _open_binary(path, span) as fh:
             for no, raw in enumerate(fh, 1):
                 try:
                     text, err = raw.decode(encoding), None
                 except UnicodeDecodeError as e:
                     text = raw.decode(encoding, "surrogateescape")
                     err = _bad_bytes_message(encoding, raw[e.start:e.start + 4], f"bytes at byte {e.start} of the line")
-                if no == 1 and text.startswith("\ufeff"):
+                if no == 1 and file_start and text.startswith("\ufeff"):
                     text = text[1:]
                 yield no, text, err
     except _READ_ERRORS as e:
@@ -175,8 +226,8 @@ def _has_surrogate_escape(text: str, start: int = 0, end: int | None = None) -> 
     return text.find("\\ud", start, end) != -1 or text.find("\\uD", start, end) != -1
 
 
-def read_jsonl(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
-    for no, text, err in _decode_lines(path, encoding):
+def read_jsonl(path: str, encoding: str = "utf-8", span=None) -> Iterator[RawItem]:
+    for no, text, err in _decode_lines(path, encoding, span):
         origin = Origin(path, no)
         if err:
             yield RawItem(origin, error=err)
@@ -192,9 +243,9 @@ def read_jsonl(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
         yield RawItem(origin, error=bad) if bad else RawItem(origin, value)
 
 
-def read_txt(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
+def read_txt(path: str, encoding: str = "utf-8", span=None) -> Iterator[RawItem]:
     """One document per non-blank line, as {"text": line}."""
-    for no, text, err in _decode_lines(path, encoding):
+    for no, text, err in _decode_lines(path, encoding, span):
         origin = Origin(path, no)
         if err:
             yield RawItem(origin, error=err)
@@ -504,16 +555,20 @@ def _element_end(ts: _TextStream) -> int | None:
             return None
 
 
-def read_file(path: str, encoding: str = "utf-8") -> Iterator[RawItem]:
+def read_file(path: str, encoding: str = "utf-8", span: tuple[int, int | None] | None = None) -> Iterator[RawItem]:
+    """Items of `path`, or of its byte range `span` (jsonl and txt only; line numbers then count
+    from the range's first line)."""
     suffix = base_suffix(path)
+    if span is not None and span != (0, None) and suffix not in (".jsonl", ".txt"):
+        raise InputError(path, f"a {suffix} file cannot be read in byte ranges")
     if suffix == ".jsonl":
-        return read_jsonl(path, encoding)
+        return read_jsonl(path, encoding, span)
     if suffix == ".json":
         return read_json_array(path, encoding)
     if suffix in (".csv", ".tsv"):
         return read_csv(path, encoding)
     if suffix == ".txt":
-        return read_txt(path, encoding)
+        return read_txt(path, encoding, span)
     raise InputError(path, f"unsupported file type {suffix!r}; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
 
 
