@@ -207,3 +207,15 @@ def test_shards_hold_the_unsharded_bytes_with_a_manifest_and_read_back(big_jsonl
     assert "part-00002-of-00004.jsonl listed in manifest.json is missing" in res.output
     res = run("convert", path, "-o", tmp_path / "both", "--shards", 2, "--shard-size", "1M", expect=2)
     assert "not both" in res.output
+
+
+def test_validate_is_identical_across_workers_and_split_sizes(big_jsonl):
+    path, bad = big_jsonl
+    outs = [run("validate", path, "--format", "json", "--max-errors", 1000, *extra, expect=1).output
+            for extra in ([], ["--split-size", "8K"], ["--split-size", "16K", "--workers", 2])]
+    assert outs[0] == outs[1] == outs[2]
+    result = json.loads(outs[0])
+    assert [e["line"] for e in result["errors"]] == bad and result["invalid"] == len(bad)
+    capped = json.loads(run("validate", path, "--format", "json", "--max-errors", 3, "--split-size", "8K",
+                            expect=1).output)
+    assert [e["line"] for e in capped["errors"]] == bad[:3] and capped["invalid"] == len(bad)

@@ -34,16 +34,19 @@ class LineNumbers:
     def __init__(self) -> None:
         self._offset: dict[str, int] = {}
 
+    def offset(self, split: Split, n_lines: int) -> int:
+        """Lines in the earlier splits of `split`'s file; call once per split, in split order."""
+        off = 0 if split.index == 0 else self._offset[split.path]
+        self._offset[split.path] = off + n_lines
+        return off
+
     def fix(self, result: SplitResult) -> SplitResult:
         path = result.split.path
-        if result.split.index == 0:
-            self._offset[path] = 0
-        off = self._offset[path]
+        off = self.offset(result.split, result.n_lines)
         if off:
             for rej in result.rejected:
                 if rej.origin.path == path:
                     rej.origin = Origin(path, rej.origin.line + off)
-        self._offset[path] = off + result.n_lines
         return result
 
 

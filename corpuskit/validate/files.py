@@ -6,6 +6,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 
+from corpuskit.engine.splits import Split, count_lines
 from corpuskit.ingest import InputError, read_file
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.validate.schemas import KindChecker, kind_of
@@ -56,33 +57,22 @@ def _no_records_message(path: str) -> str:
 
 
 def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
-                  progress=None) -> FileResult:
-    """Check every record of `path` against `schema` ("auto" picks per record by shape).
+                  progress=None, span: tuple[int, int | None] | None = None) -> FileResult:
+    """Check every record of `path` (or of its byte range `span`) against `schema` ("auto" picks per
+    record by shape).
 
     `progress` wraps the record stream (a tqdm bar in the CLI). Counting never stops at
     `max_errors`; only the list of messages does, so memory stays bounded on a broken file.
     """
     result = FileResult(path)
     fixed = None if schema == "auto" else checker_for(schema)
-    items = read_file(path, encoding)
-    if progress is not None:
-        items = progress(items)
     try:
+        items = read_file(path, encoding, span)
+        if progress is not None:
+            items = progress(items)
         for item in items:
             result.records += 1
-            if item.error is not None:
-                message = item.error
-            elif fixed is not None:
-                message = fixed(item.value)
-            elif isinstance(item.value, dict) and not item.value.keys() & _SHAPE_KEYS:
-                message = (f"unknown record shape: no 'messages' (sft), 'piece' (piece), 'text' or "
-                           f"'source'+'target' (pretrain); keys {_keys(item.value)}; "
-                           "`corpuskit convert` turns ShareGPT/Alpaca/... records into canonical ones")
-            else:
-                kind = kind_of(item.value)
-                message = checker_for(kind)(item.value)
-                if message is not None:
-                    message += f" (checked as {kind})"
+            message = _check(item, fixed)
             if message is None:
                 result.valid += 1
             else:
@@ -92,6 +82,56 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
     except InputError as e:
         result.file_error = (e.line, e.message)
         return result
-    if result.records == 0:
+    if result.records == 0 and span is None:
         result.file_error = (None, _no_records_message(path))
     return result
+
+
+def _check(item, fixed: KindChecker | None) -> str | None:
+    if item.error is not None:
+        return item.error
+    if fixed is not None:
+        return fixed(item.value)
+    if isinstance(item.value, dict) and not item.value.keys() & _SHAPE_KEYS:
+        return (f"unknown record shape: no 'messages' (sft), 'piece' (piece), 'text' or "
+                f"'source'+'target' (pretrain); keys {_keys(item.value)}; "
+                "`corpuskit convert` turns ShareGPT/Alpaca/... records into canonical ones")
+    kind = kind_of(item.value)
+    message = checker_for(kind)(item.value)
+    return None if message is None else message + f" (checked as {kind})"
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """One split to validate (a task for the engine)."""
+
+    split: Split
+    schema: str
+    encoding: str
+    max_errors: int
+
+
+def validate_split(task: SplitCheck) -> tuple[FileResult, int]:
+    """(the split's result with split-local line numbers, its physical line count)."""
+    s = task.split
+    span = None if s.whole else (s.start, s.end)
+    result = validate_file(s.path, task.schema, task.encoding, task.max_errors, span=span)
+    return result, (0 if s.whole else count_lines(s))
+
+
+def merge_split_results(parts: list[tuple[FileResult, int]], splits: list[Split], numbers, max_errors: int) -> FileResult:
+    """One file's result from its splits' results (in order): counts add up, line numbers become the file's."""
+    merged = FileResult(splits[0].path)
+    for (res, n_lines), split in zip(parts, splits):
+        off = numbers.offset(split, n_lines)
+        merged.records += res.records
+        merged.valid += res.valid
+        merged.invalid += res.invalid
+        room = max_errors - len(merged.errors)
+        merged.errors.extend((None if line is None else line + off, msg) for line, msg in res.errors[:max(room, 0)])
+        if res.file_error and merged.file_error is None:
+            line, msg = res.file_error
+            merged.file_error = (None if line is None else line + off, msg)
+    if merged.records == 0 and merged.file_error is None:
+        merged.file_error = (None, _no_records_message(merged.path))
+    return merged
