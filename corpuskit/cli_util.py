@@ -12,6 +12,7 @@ from typing import Callable, Iterable, TypeVar
 import click
 from tqdm import tqdm
 
+from corpuskit.engine.executor import EngineError
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS, InputError
 from corpuskit.outputs import OutputError
 
@@ -29,7 +30,7 @@ def handle_errors(fn: Callable) -> Callable:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, OutputError) as e:
+        except (InputError, OutputError, EngineError) as e:
             raise UsageProblem(str(e)) from e
         except UnicodeDecodeError as e:
             raise UsageProblem(f"cannot decode input: {e}") from e
@@ -124,3 +125,15 @@ max_record_option = click.option(
     show_default="16M",
     help="Largest record accepted (a line, a JSON array element, a CSV row; K/M/G suffixes); a larger one "
          "is read past without being held and rejected as record_too_large.")
+
+
+def engine_options(fn: Callable) -> Callable:
+    """--engine / --ray-address / --split-size: where the work runs; output bytes never depend on it."""
+    fn = click.option("--split-size", "split_bytes", type=ByteSize(1, 1 << 40), default="64M", show_default=True,
+                      metavar="SIZE", help="Read .jsonl/.txt files in byte ranges of about this size, in parallel "
+                                           "(line numbers stay exact).")(fn)
+    fn = click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
+                      help="With --engine ray: join this Ray cluster (default: start a local Ray for this command).")(fn)
+    return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help="local: processes on this machine (--workers); ray: Ray tasks on a cluster "
+                             "(pip install 'corpuskit[ray]').")(fn)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import codecs
 import csv
 import gzip
+import io
 import json
 import os
 import re
@@ -177,8 +178,35 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     return files.paths
 
 
-def _open_binary(path: str):
+class _Range(io.RawIOBase):
+    """A byte range [start, end) of an open file, read as if it were the whole file (input splits)."""
+
+    def __init__(self, fh, start: int, end: int | None):
+        self._fh = fh
+        fh.seek(start)
+        self._left = None if end is None else end - start
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        if self._left is not None:
+            if self._left <= 0:
+                return 0
+            b = memoryview(b)[:self._left]
+        n = self._fh.readinto(b)
+        if self._left is not None:
+            self._left -= n
+        return n
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+def _open_binary(path: str, span: tuple[int, int | None] | None = None):
     """Open for reading only if `path` is a regular file: a FIFO would block, /dev/zero never end.
+    With `span`, only that byte range of an uncompressed file is read (an input split).
 
     Opened non-blocking so that a FIFO without a writer is refused instead of waiting for one."""
     try:
@@ -190,6 +218,8 @@ def _open_binary(path: str):
         os.close(fd)
         raise not_regular(path, st)
     os.set_blocking(fd, True)
+    if span is not None and span != (0, None):
+        return io.BufferedReader(_Range(os.fdopen(fd, "rb", buffering=0), *span), 1 << 20)
     fh = os.fdopen(fd, "rb")
     return _OwnedGzip(fh) if path.lower().endswith(".gz") else fh
 
@@ -244,8 +274,8 @@ def _bounded_lines(fh, cap: int, skeleton: re.Pattern | None = None) -> Iterator
         yield b"".join(parts), size, True
 
 
-def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES, skeleton: re.Pattern | None = None
-                  ) -> Iterator[tuple[int, str | None, str | None, int, bool]]:
+def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES, skeleton: re.Pattern | None = None,
+                  span: tuple[int, int | None] | None = None) -> Iterator[tuple[int, str | None, str | None, int, bool]]:
     """(line_no, text, error, size, skipped) for each physical line; a BOM on line 1 is dropped.
 
     On undecodable bytes, `error` says where and `text` is the line decoded with surrogate
@@ -256,14 +286,14 @@ def _decode_lines(path: str, encoding: str, cap: int = DEFAULT_MAX_RECORD_BYTES,
     """
     no = 0
     try:
-        with _open_binary(path) as fh:
+        with _open_binary(path, span) as fh:
             for no, (raw, size, skipped) in enumerate(_bounded_lines(fh, cap, skeleton), 1):
                 try:
                     text, err = raw.decode(encoding), None
                 except UnicodeDecodeError as e:
                     text = raw.decode(encoding, "surrogateescape")
                     err = _bad_bytes_message(encoding, raw[e.start:e.start + 4], f"bytes at byte {e.start} of the line")
-                if no == 1 and text.startswith("\ufeff"):
+                if no == 1 and (span is None or span[0] == 0) and text.startswith("\ufeff"):
                     text = text[1:]
                 yield no, text, err, size, skipped
     except _READ_ERRORS as e:
@@ -290,8 +320,9 @@ def _has_surrogate_escape(text: str, start: int = 0, end: int | None = None) -> 
     return text.find("\\ud", start, end) != -1 or text.find("\\uD", start, end) != -1
 
 
-def read_jsonl(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawItem]:
-    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes):
+def read_jsonl(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+               span: tuple[int, int | None] | None = None) -> Iterator[RawItem]:
+    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes, span=span):
         origin = Origin(path, no)
         if skipped:
             yield _too_large(origin, size, max_record_bytes)
@@ -313,9 +344,10 @@ def read_jsonl(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAU
         yield RawItem(origin, text.rstrip("\r\n"), error=bad) if bad else RawItem(origin, value)
 
 
-def read_txt(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawItem]:
+def read_txt(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+             span: tuple[int, int | None] | None = None) -> Iterator[RawItem]:
     """One document per non-blank line, as {"text": line}."""
-    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes):
+    for no, text, err, size, skipped in _decode_lines(path, encoding, max_record_bytes, span=span):
         origin = Origin(path, no)
         if skipped:
             yield _too_large(origin, size, max_record_bytes)
@@ -800,16 +832,19 @@ def _nbytes(ts: _TextStream, upto: int) -> int:
     return len(ts.buf[:upto].encode(ts.encoding, "surrogateescape"))
 
 
-def read_file(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Iterator[RawItem]:
+def read_file(path: str, encoding: str = "utf-8", max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+              span: tuple[int, int | None] | None = None) -> Iterator[RawItem]:
+    """Items of `path`, or of its byte range `span` (.jsonl and .txt only; line numbers then count
+    from the range's first line)."""
     suffix = base_suffix(path)
     if suffix == ".jsonl":
-        return read_jsonl(path, encoding, max_record_bytes)
+        return read_jsonl(path, encoding, max_record_bytes, span)
     if suffix == ".json":
         return read_json_array(path, encoding, max_record_bytes)
     if suffix in (".csv", ".tsv"):
         return read_csv(path, encoding, max_record_bytes=max_record_bytes)
     if suffix == ".txt":
-        return read_txt(path, encoding, max_record_bytes)
+        return read_txt(path, encoding, max_record_bytes, span)
     raise InputError(path, f"unsupported file type {suffix!r}; expected one of {', '.join(SUFFIXES)} (optionally .gz)")
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Iterator
 
 import click
 
-from corpuskit.cli_util import encoding_option, handle_errors, max_record_option, progress, workers_option
-from corpuskit.ingest import FORMATS, InputError, expand_inputs
+from corpuskit.cli_util import (encoding_option, engine_options, handle_errors, max_record_option, progress,
+                                workers_option)
+from corpuskit.engine import make_executor
+from corpuskit.engine.runner import LineNumbers
+from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES, plan_splits
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS, InputError, expand_inputs
 from corpuskit.outputs import dumps
-from corpuskit.pool import worker_pool
-from corpuskit.validate.files import FileResult, validate_file
+from corpuskit.validate.files import FileResult, SplitCheck, merge_split_results, validate_split
 from corpuskit.validate.schemas import SCHEMA_NAMES
 
 
@@ -24,25 +26,22 @@ def _targets(inputs: tuple[str, ...]) -> Iterator[str | FileResult]:
             yield FileResult(e.path, file_error=(e.line, e.message))
 
 
-def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int,
-         workers: int, fmt: str | None = None, max_record_bytes: int | None = None) -> Iterator[FileResult]:
-    """Results in input order, whatever the number of workers."""
-    files = [t for t in targets if isinstance(t, str)]
-    if workers > 1 and len(files) > 1:
-        job = functools.partial(validate_file, schema=schema, encoding=encoding, max_errors=max_errors, fmt=fmt,
-                                max_record_bytes=max_record_bytes)
-        with worker_pool(min(workers, len(files))) as pool:
-            done = pool.imap(job, files)  # yields in submission order
-            for t in targets:
-                yield next(done) if isinstance(t, str) else t
-        return
-    for t in targets:
-        if isinstance(t, FileResult):
-            yield t
-        else:
-            yield validate_file(t, schema, encoding, max_errors,
-                                progress=lambda items, t=t: progress(items, f"validate {t}"), fmt=fmt,
-                                max_record_bytes=max_record_bytes)
+def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int, workers: int,
+         fmt: str | None = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, engine: str = "local",
+         ray_address: str | None = None, split_bytes: int = DEFAULT_SPLIT_BYTES) -> Iterator[FileResult]:
+    """Results in input order, whatever the engine, number of workers or split size: every file is read
+    in byte-range splits (big .jsonl/.txt) that run in parallel, and each file's splits are merged."""
+    plan = [t if isinstance(t, FileResult) else plan_splits([t], split_bytes) for t in targets]
+    tasks = [SplitCheck(s, schema, encoding, max_errors, fmt, max_record_bytes)
+             for p in plan if isinstance(p, list) for s in p]
+    numbers = LineNumbers()
+    with make_executor(engine, workers, ray_address) as ex:
+        results = iter(progress(ex.map(validate_split, tasks), "validate", total=len(tasks), unit="split"))
+        for p in plan:
+            if isinstance(p, FileResult):
+                yield p
+            else:
+                yield merge_split_results([next(results) for _ in p], p, numbers, max_errors)
 
 
 def _print_text(result: FileResult, max_errors: int) -> None:
@@ -75,9 +74,11 @@ def _print_text(result: FileResult, max_errors: int) -> None:
 @encoding_option
 @max_record_option
 @workers_option
+@engine_options
 @handle_errors
 @click.pass_context
-def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, max_record_bytes, workers):
+def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, max_record_bytes, workers, engine,
+                 ray_address, split_bytes):
     """Check canonical data files (jsonl, JSON array, CSV; .gz too) record by record against the
     JSON Schemas in schemas/ and the turn-order rules. Exits 0 only if every record of every file
     is valid; an empty or blank-only file is an error.
@@ -92,7 +93,8 @@ def validate_cmd(ctx, files, schema, max_errors, out_format, fmt, encoding, max_
     """
     all_ok = True
     n_files = n_records = n_invalid = 0
-    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers, fmt, max_record_bytes):
+    for result in _run(list(_targets(files)), schema, encoding, max_errors, workers, fmt, max_record_bytes, engine,
+                       ray_address, split_bytes):
         all_ok &= result.ok
         n_files += 1
         n_records += result.records

@@ -6,6 +6,8 @@ import functools
 import os
 from dataclasses import dataclass, field
 
+from corpuskit.engine.runner import LineNumbers
+from corpuskit.engine.splits import Split, count_lines
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, convert_value, read_file
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.records import Record
@@ -68,8 +70,10 @@ def _raw_message(value, origin, fmt: str, schema: str) -> str | None:
 
 def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_errors: int = 50,
                   progress=None, fmt: str | None = None,
-                  max_record_bytes: int | None = DEFAULT_MAX_RECORD_BYTES) -> FileResult:
-    """Check every record of `path` against `schema` ("auto" picks per record by shape).
+                  max_record_bytes: int | None = DEFAULT_MAX_RECORD_BYTES,
+                  span: tuple[int, int | None] | None = None) -> FileResult:
+    """Check every record of `path` (or of its byte range `span`, an input split) against `schema`
+    ("auto" picks per record by shape).
 
     With `fmt` (a `convert --from` format), records are read as that raw format instead and a
     record is valid when it converts to a valid canonical record.
@@ -78,10 +82,10 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
     """
     result = FileResult(path)
     fixed = None if schema == "auto" else checker_for(schema)
-    items = read_file(path, encoding, max_record_bytes)
-    if progress is not None:
-        items = progress(items)
     try:
+        items = read_file(path, encoding, max_record_bytes, span)
+        if progress is not None:
+            items = progress(items)
         for item in items:
             result.records += 1
             if item.error is not None:
@@ -108,6 +112,46 @@ def validate_file(path: str, schema: str = "auto", encoding: str = "utf-8", max_
     except InputError as e:
         result.file_error = (e.line, e.message)
         return result
-    if result.records == 0:
+    if result.records == 0 and span is None:
         result.file_error = (None, _no_records_message(path))
     return result
+
+
+@dataclass(frozen=True)
+class SplitCheck:
+    """One split to validate (a task for the engine)."""
+
+    split: Split
+    schema: str
+    encoding: str
+    max_errors: int
+    fmt: str | None
+    max_record_bytes: int
+
+
+def validate_split(task: SplitCheck) -> tuple[FileResult, int]:
+    """(the split's result with split-local line numbers, its physical line count)."""
+    s = task.split
+    span = None if s.whole else (s.start, s.end)
+    result = validate_file(s.path, task.schema, task.encoding, task.max_errors, fmt=task.fmt,
+                           max_record_bytes=task.max_record_bytes, span=span)
+    return result, (0 if s.whole else count_lines(s))
+
+
+def merge_split_results(parts: list[tuple[FileResult, int]], splits: list[Split], numbers: LineNumbers,
+                        max_errors: int) -> FileResult:
+    """One file's result from its splits' results (in order): counts add up, line numbers become the file's."""
+    merged = FileResult(splits[0].path)
+    for (res, n_lines), split in zip(parts, splits):
+        off = numbers.offset(split, n_lines)
+        merged.records += res.records
+        merged.valid += res.valid
+        merged.invalid += res.invalid
+        room = max(max_errors - len(merged.errors), 0)
+        merged.errors.extend((None if line is None else line + off, msg) for line, msg in res.errors[:room])
+        if res.file_error and merged.file_error is None:
+            line, msg = res.file_error
+            merged.file_error = (None if line is None else line + off, msg)
+    if merged.records == 0 and merged.file_error is None:
+        merged.file_error = (None, _no_records_message(merged.path))
+    return merged
