@@ -129,6 +129,10 @@ def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpac
       corpuskit convert news.jsonl -o colossal.jsonl --to source-target --split first-line
       corpuskit convert alpaca_zh.json -o chats.jsonl --system "你是一个乐于助人的助手。"
     """
+    if split != "none" and to != "source-target":
+        raise click.BadParameter("--split applies to --to source-target", param_hint="'--split'")
+    if system is not None and not system.strip():
+        raise click.BadParameter("the system turn is empty", param_hint="'--system'")
     if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
         raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl",
                                  param_hint="'-o' / '--output'")
