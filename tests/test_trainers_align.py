@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from corpuskit.cli import main as corpuskit
 from preference_data import review_offtopic_pairs, write_jsonl
-from test_trainers_fixtures import TINY_CONFIG, tiny_model_dir  # noqa: F401
-from test_trainers_train import deepspeed_launcher, details, run_trainers, tensorboard_tags  # noqa: F401
+from trainers_helpers import TINY_CONFIG, deepspeed_launcher, details, run_trainers, tensorboard_tags  # noqa: F401
 from trainers.cli import main as trainers
 
 pytestmark = pytest.mark.xdist_group("align")

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from corpuskit.cli import main as corpuskit
-from test_trainers_train import TRAINERS, run_trainers
+from trainers_helpers import TRAINERS, run_trainers
 from trainers.cli import main as trainers
 
 pytestmark = pytest.mark.slow

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_trainers_e2e import ck
-from test_trainers_fixtures import TINY_CONFIG
-from test_trainers_train import details, losses, run_trainers
+from trainers_helpers import TINY_CONFIG, ck, details, losses, run_trainers
 
 
 BIN = Path(sys.executable).parent
