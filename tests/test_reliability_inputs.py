@@ -327,7 +327,9 @@ def test_tokenizer_batches_are_bounded_by_characters_with_the_same_output(tmp_pa
     import corpuskit.render.tokenize as tokenize
     import corpuskit.stats.collect as collect
 
-    src, tok = data_dir / "reviews_pos_head.txt", llama2_tokenizer_dir
+    src, tok = tmp_path / "reviews.txt", llama2_tokenizer_dir
+    src.write_text("".join((data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines(True)[:80]),
+                   encoding="utf-8")
 
     def run(tag):
         cli("render", src, "--tokenizer", tok, "--mode", "pretrain", "-o", tmp_path / tag)
