@@ -257,6 +257,22 @@ def test_fifo_is_refused_by_every_command_before_it_is_opened(tmp_path, where, l
         done.set()
 
 
+def test_fifo_as_a_model_or_weights_file_is_refused(tmp_path, reviews, llama2_model):
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    (tmp_path / "r.jsonl").write_text("\n".join(reviews[:20]) + "\n", encoding="utf-8")
+    done = threading.Event()
+    threading.Thread(target=lambda: done.wait(60) or open(fifo, "w").close(), daemon=True).start()
+    try:
+        res = cli("merge-vocab", "--base", fifo, "--add", llama2_model, "-o", tmp_path / "m", code=1)
+        assert res.output == f"Error: {fifo}: is a FIFO, not a regular file; corpuskit reads regular files only " \
+                             "(a FIFO would block, a device never end)\n"
+        res = cli("bucket", tmp_path / "r.jsonl", "-o", tmp_path / "b", "-n", "2", "--weights", fifo, code=2)
+        assert f"{fifo}: the weights file is not a regular file" in res.output
+    finally:
+        done.set()
+
+
 @pytest.mark.parametrize("cmd", ["convert", "validate", "stats"])
 def test_dev_zero_is_refused_not_read_forever(tmp_path, cmd):
     os.symlink("/dev/zero", tmp_path / "zero.jsonl")
@@ -327,7 +343,9 @@ def test_tokenizer_batches_are_bounded_by_characters_with_the_same_output(tmp_pa
     import corpuskit.render.tokenize as tokenize
     import corpuskit.stats.collect as collect
 
-    src, tok = data_dir / "reviews_pos_head.txt", llama2_tokenizer_dir
+    src, tok = tmp_path / "reviews.txt", llama2_tokenizer_dir
+    src.write_text("".join((data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines(True)[:80]),
+                   encoding="utf-8")
 
     def run(tag):
         cli("render", src, "--tokenizer", tok, "--mode", "pretrain", "-o", tmp_path / tag)

@@ -33,6 +33,8 @@ def parse_weights(spec: str | None) -> dict[str, Fraction]:
     if not spec:
         return {}
     if spec.lower().endswith(".json") or os.path.isfile(spec):
+        if os.path.exists(spec) and not os.path.isfile(spec):  # a FIFO would block, a device never end
+            raise click.BadParameter(f"{spec}: the weights file is not a regular file")
         try:
             with open(spec, encoding="utf-8") as fh:
                 data = json.load(fh)

@@ -17,6 +17,7 @@ import glob
 import os
 import stat
 import sys
+from pathlib import Path
 from typing import Callable, Iterator
 
 from corpuskit.ingest.errors import InputError
@@ -146,7 +147,7 @@ def walk_files(directory: str, want: Callable[[str], bool], warn: Warnings) -> l
             elif want(entry.name):
                 if not stat.S_ISREG(st.st_mode):
                     raise not_regular(entry.path, st)
-                out.append((entry.path, st))
+                out.append((str(Path(entry.path)), st))  # as Path.rglob named them: no "./"
     return sorted(out, key=lambda x: x[0])
 
 

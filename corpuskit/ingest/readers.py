@@ -152,7 +152,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     files = FileSet(warn)
     for arg, item in enumerate(inputs):
         s = str(item)
-        if any(c in s for c in "*?["):
+        if any(c in s for c in "*?[") and not os.path.lexists(s):  # `data[1]/` that exists is a name
             found = []
             for match, st in glob_paths(s, warn):
                 found.extend(_expand_dir(match, warn) if stat.S_ISDIR(st.st_mode) else [_checked(match, st)])

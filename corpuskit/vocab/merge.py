@@ -10,6 +10,7 @@ outranks most base pieces and re-tokenizes ordinary English.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -17,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
+from corpuskit.ingest.paths import not_regular
 from corpuskit.ingest.readers import base_suffix
 from corpuskit.records import Origin, Rejected
 from corpuskit.vocab.hf import NORMAL, export_problems, load_proto
@@ -202,6 +204,8 @@ def pad_to_multiple(proto, multiple: int) -> list[str]:
 
 def read_base(path: str | Path):
     if not Path(path).is_file():
+        if Path(path).exists():  # a FIFO or a device: never read (it would block or never end)
+            raise not_regular(str(path), os.stat(path))
         raise InputError(str(path), "no such file")
     try:
         proto = load_proto(path)
