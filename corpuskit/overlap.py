@@ -14,11 +14,11 @@ the whole run.
 from __future__ import annotations
 
 import fnmatch
-import glob
 import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from corpuskit.ingest.paths import glob_paths
 from corpuskit.outputs import OutputError, check_dir_output
 
 PathArg = str | os.PathLike | None
@@ -112,7 +112,8 @@ def check_paths(inputs: Mapping[str, PathArg | Iterable[PathArg]], files: Mappin
                     what = "could hold files matched by" if do else "matches"
                     raise OutputError(f"{lo} {po} {what} {label} {raw!r}: a later run would read its own output "
                                       "back; write it elsewhere")
-            candidates = [m for m in glob.glob(os.path.expanduser(raw), recursive=True)]
+            # our loop-safe walk: the standard recursive glob follows `up -> ..` links forever
+            candidates = [m for m, _ in glob_paths(os.path.expanduser(raw), lambda message: None)]
         else:
             candidates = [raw]
         for inp in candidates:
