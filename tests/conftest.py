@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 LLAMA2_MODEL = Path(os.environ.get("CORPUSKIT_LLAMA2_MODEL", ROOT.parent / "shared" / "tokenizers" / "llama2" / "tokenizer.model"))
+# DeepSpeed JIT-builds a small CPU comm op into TORCH_EXTENSIONS_DIR (default ~/.cache/torch_extensions),
+# keyed by name only: venvs sharing that folder rebuild it for each other (minutes each), and a build
+# killed half-way leaves a lock every later run waits on. The test runs keep this venv's own build.
+os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
 
 
 @pytest.fixture(scope="session")

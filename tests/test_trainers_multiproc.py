@@ -11,7 +11,6 @@ the run's outputs. A tiny random LLaMA keeps each run to a few seconds of traini
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import sys
@@ -24,16 +23,6 @@ from trainers_helpers import TINY_CONFIG, ck, details, losses, run_trainers
 
 BIN = Path(sys.executable).parent
 STEPS = 4
-
-
-@pytest.fixture(scope="module", autouse=True)
-def own_extension_cache():
-    """DeepSpeed JIT-builds a small CPU comm op into ~/.cache/torch_extensions, keyed by its source
-    path: venvs sharing that folder rebuild it for each other (minutes). Keep this venv's build."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCH_EXTENSIONS_DIR", os.environ.get("TORCH_EXTENSIONS_DIR",
-                                                         str(Path(sys.prefix) / "torch_extensions")))
-        yield
 
 
 def torchrun(nproc: int = 2) -> list[str]:
