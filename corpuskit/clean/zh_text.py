@@ -17,6 +17,7 @@ from functools import lru_cache
 HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]{2,}")
 KANA = re.compile(r"[\u3040-\u30ff]")
+HANGUL = re.compile(r"[\uac00-\ud7af\u1100-\u11ff\u3130-\u318f]")
 _NON_ASCII_RUN = re.compile(r"[^\x00-\x7f\ufffd]{2,}")
 _NOT_CJK = re.compile(r"[^\u3000-\u9fff\uff00-\uffef]")  # what a misdecoded Chinese text turns back into
 
@@ -58,8 +59,9 @@ def dictionary() -> tuple[frozenset[str], frozenset[str]]:
 
 
 def is_chinese(text: str, han: int) -> bool:
-    """Han characters with little kana: Chinese, not Japanese (whose kanji runs are cut by kana)."""
-    return han > 0 and len(KANA.findall(text)) <= 0.05 * han
+    """Han characters with little kana or hangul: Chinese, not Japanese (whose kanji runs are cut
+    by kana) or Korean (whose hanja are not Chinese words)."""
+    return han > 0 and len(KANA.findall(text)) + len(HANGUL.findall(text)) <= 0.05 * han
 
 
 def common_share(chars: list[str]) -> float:
