@@ -68,22 +68,24 @@ class Scores:
                 "by_group": {k: v.to_json() for k, v in self.by_group.items()}}
 
 
-def samples_of(rows) -> list[tuple[int, int, int, str, str]]:
-    """(row, start, length, category, group) of every sample, from the Arrow columns (no token lists)."""
+def samples_of(rows) -> list[tuple[int, int, int, str, str, str]]:
+    """(row, start, length, category, group, origin) of every sample, from the Arrow columns (no token lists)."""
     import pyarrow.compute as pc
 
     table = rows.table.data
     if "seq_lens" in table.column_names:  # pack output
         lengths, categories = table.column("seq_lens").to_pylist(), table.column("categories").to_pylist()
+        origins = table.column("origins").to_pylist()
     else:  # render output: one sample per row
         lengths = [[n] for n in pc.list_value_length(table.column("input_ids")).to_pylist()]
         categories = [[c] for c in table.column("category").to_pylist()]
+        origins = [[o] for o in table.column("origin").to_pylist()]
     out = []
     for (start, end), group in zip(rows.groups, rows.group_names):
         for r in range(start, end):
             at = 0
-            for n, cat in zip(lengths[r], categories[r]):
-                out.append((r, at, n, cat or "(none)", group))
+            for n, cat, origin in zip(lengths[r], categories[r], origins[r]):
+                out.append((r, at, n, cat or "(none)", group, origin))
                 at += n
     return out
 
@@ -103,20 +105,20 @@ def batches(samples: list, max_tokens: int) -> list[list[int]]:
     return out
 
 
-def score(lm, rows, pad_id: int, max_tokens: int, progress=lambda it: it) -> tuple[Scores, int]:
-    """Scores of every sample; returns them and the number of samples with no trained token."""
+def score(lm, rows, pad_id: int, max_tokens: int, progress=lambda it: it) -> tuple[Scores, list[str]]:
+    """Scores of every sample; returns them and the origins of samples with no trained token to score."""
     import torch
 
     from corpuskit.pack.packer import Column
 
     samples = samples_of(rows)
     scores = Scores()
-    untrained = 0
+    untrained: list[str] = []
     ids_col, labels_col = Column.of(rows.table.data, "input_ids"), Column.of(rows.table.data, "labels")
     for batch in progress(batches(samples, max_tokens)):
         ids, labels = [], []
         for i in batch:
-            r, at, n, _, _ = samples[i]
+            r, at, n = samples[i][:3]
             ids.append(ids_col.row(r)[at:at + n].tolist())
             labels.append(labels_col.row(r)[at:at + n].tolist())
         width = max(len(x) for x in ids)
@@ -129,10 +131,10 @@ def score(lm, rows, pad_id: int, max_tokens: int, progress=lambda it: it) -> tup
         trained = target.ne(IGNORE)
         correct = (logits.argmax(-1).eq(target) & trained).sum(-1).tolist()
         for k, i in enumerate(batch):
-            _, _, _, category, group = samples[i]
+            category, group, origin = samples[i][3:]
             n = int(trained[k].sum())
             if n == 0:
-                untrained += 1
+                untrained.append(origin)
                 continue
             scores.add(category, group, n, float(nll[k].sum()), int(correct[k]))
     return scores, untrained
@@ -162,11 +164,13 @@ def evaluate(data: str, model: str, adapter: str | None, tokenizer: str | None, 
     from transformers import AutoTokenizer
 
     from corpuskit.outputs import atomic_dir, atomic_file, write_json
+    from corpuskit.records import Origin, Rejected
     from corpuskit.report import StageReport
     from trainers import checks, inference, rendered
     from trainers.generate import default_tokenizer
 
     t0 = time.perf_counter()
+    report = StageReport("trainers eval", inputs=[data])
     rows = rendered.open_rows(data, allow_unpacked=True)
     tokenizer = tokenizer or default_tokenizer(model, adapter)
     try:
@@ -180,18 +184,18 @@ def evaluate(data: str, model: str, adapter: str | None, tokenizer: str | None, 
     pre.check_tokenizer(rows.manifest, tok)
     pre.check_data(stats, lm.embedding_rows)
     limit = getattr(lm.model.config, "max_position_embeddings", None)
-    longest = max(n for _, _, n, _, _ in samples_of(rows)) if len(rows) else 0
+    longest = max(s[2] for s in samples_of(rows)) if len(rows) else 0
     pre.require(limit is None or longest + lm.virtual_tokens <= limit,
                 f"the longest sample has {longest} tokens (+{lm.virtual_tokens} virtual) > the model's "
                 f"max_position_embeddings {limit}")
     pre.raise_if_any()
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     scores, untrained = score(lm, rows, pad_id, max_tokens)
-    report = StageReport("trainers eval", inputs=[data])
     report.keep(scores.total.samples)
-    for _ in range(untrained):
-        report.input += 1
-        report.rejected["no_trained_tokens"] += 1
+    for where in untrained:
+        path, _, line = where.rpartition(":")
+        report.reject(Rejected("no_trained_tokens", Origin(path, int(line) if line.isdigit() else 0),
+                               "no trained token after the first, nothing to score"))
     report.details.update({"data": str(data), "model": str(model), "adapter": str(adapter) if adapter else None,
                            "kind": lm.kind, "tokenizer": str(tokenizer), **scores.to_json()})
     report.time("eval", time.perf_counter() - t0)

@@ -169,7 +169,8 @@ def _train(opts: RunOptions, echo=print) -> dict:
     resize = model_setup.grow_vocabulary(model, tokenizer, len(tokenizer), opts.pad_to_multiple_of)
     if resize.new_rows > resize.old_rows:
         echo(f"embeddings resized {resize.old_rows} -> {resize.new_rows}: {resize.from_pieces} rows initialised "
-             f"from the mean of their base pieces, {resize.from_mean} from the mean of all rows")
+             f"from the mean of their base pieces, {resize.from_mean} from the mean of all rows"
+             + (f", {resize.padding} padding rows (--pad-to-multiple-of)" if resize.padding else ""))
     if opts.load_in_4bit:
         model = accel.prepare_4bit(model, opts.gradient_checkpointing)
     if opts.lora:
@@ -280,6 +281,8 @@ def merge_lora(adapter: str, base: str, output: str, echo=print) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(str(adapter_dir), trust_remote_code=False)
     rows = model.get_input_embeddings().weight.shape[0]
     adapter_rows = adapter_embedding_rows(adapter_dir)  # trained embeddings: the tokenizer, maybe padded
+    if adapter_rows is None and len(tokenizer) > rows:
+        adapter_rows = len(tokenizer)
     if adapter_rows is not None and adapter_rows != rows:
         model.resize_token_embeddings(adapter_rows, mean_resizing=False)  # rows come from the adapter
     merged = PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
