@@ -137,3 +137,13 @@ def engine_options(fn: Callable) -> Callable:
     return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                         help="local: processes on this machine (--workers); ray: Ray tasks on a cluster "
                              "(pip install 'corpuskit[ray]').")(fn)
+
+
+def shard_options(fn: Callable) -> Callable:
+    """--shards N / --shard-size SIZE: the output is a folder of numbered parts plus manifest.json."""
+    fn = click.option("--shard-size", "shard_bytes", type=ByteSize(1, 1 << 40), default=None, metavar="SIZE",
+                      help="Write the output as a folder of parts of about SIZE bytes each (e.g. 256M), "
+                           "with manifest.json.")(fn)
+    return click.option("--shards", type=click.IntRange(1, 99999), default=None,
+                        help="Write the output as a folder of N parts of equal record counts (fewer if there "
+                             "are fewer records), with manifest.json.")(fn)

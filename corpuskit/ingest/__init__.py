@@ -12,7 +12,7 @@ from corpuskit.records import Record, Rejected
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "MAX_DEPTH", "TOO_LARGE", "FORMATS", "REPAIRS", "InputError", "RawItem", "Reject", "check_messages", "convert_value",
            "expand_inputs", "is_llama2_chinese", "read_file", "read_raw", "iter_records", "STAGE_DATA",
-           "stage_data_files"]
+           "stage_data_files", "to_record"]
 
 
 def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None,
@@ -27,7 +27,12 @@ def iter_records(inputs: Iterable[str], fmt: str = "auto", to: str | None = None
     """
     repairs = frozenset(repairs)
     for item in read_raw(inputs, encoding, max_record_bytes):
-        if item.error is not None:
-            yield Rejected(item.reason, item.origin, item.error, raw=item.value)
-        else:
-            yield convert_value(item.value, item.origin, fmt, to, repairs, alpaca_layout)
+        yield to_record(item, fmt, to, repairs, alpaca_layout)
+
+
+def to_record(item: RawItem, fmt: str = "auto", to: str | None = None, repairs: frozenset = frozenset(),
+              alpaca_layout: str = "newline") -> Record | Rejected:
+    """One raw item as a canonical Record, or a Rejected with its reason."""
+    if item.error is not None:
+        return Rejected(item.reason, item.origin, item.error, raw=item.value)
+    return convert_value(item.value, item.origin, fmt, to, repairs, alpaca_layout)

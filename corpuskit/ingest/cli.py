@@ -3,75 +3,136 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from corpuskit.cli_util import (encoding_option, from_option, handle_errors, inputs_argument,
-                                max_record_option, progress, warn)
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expand_inputs, iter_records
-from corpuskit.ingest.bridges import SPLITS, add_system, to_source_target
+from corpuskit.cli_util import (encoding_option, engine_options, from_option, handle_errors, inputs_argument,
+                                max_record_option, progress, shard_options, warn, workers_option)
+from corpuskit.engine import make_executor
+from corpuskit.engine.shards import MANIFEST, ShardedWriter
+from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES
+from corpuskit.engine.tasks import record_tasks, run_record_tasks
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expand_inputs
+from corpuskit.ingest.bridges import SPLITS
 from corpuskit.ingest.formats import ALPACA_LAYOUTS
-from corpuskit.outputs import atomic_files, dumps
+from corpuskit.ingest.steps import DefaultCategoryStep, ParseStep, SourceTargetStep, SystemTurnStep
+from corpuskit.outputs import atomic_dir, atomic_files, dumps, write_json
 from corpuskit.overlap import check_paths
-from corpuskit.records import Rejected
 from corpuskit.report import StageReport
+
+
+@dataclass(frozen=True)
+class ConvertSteps:
+    """convert's steps for its options (picklable: every task builds them where it runs)."""
+
+    fmt: str = "auto"
+    kind: str | None = None
+    repairs: frozenset = frozenset()
+    alpaca_layout: str = "newline"
+    category: str | None = None
+    split: str | None = None  # --to source-target: what becomes the source
+    system: str | None = None
+
+    def __call__(self) -> list:
+        steps = [ParseStep(self.fmt, self.kind, self.repairs, self.alpaca_layout)]
+        if self.category is not None:
+            steps.append(DefaultCategoryStep(self.category))
+        if self.split is not None:
+            steps.append(SourceTargetStep(self.split))
+        if self.system is not None:
+            steps.append(SystemTurnStep(self.system))
+        return steps
 
 
 def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
             category=None, report_path=None, split="none", system=None, alpaca_layout="newline",
-            max_record_bytes=DEFAULT_MAX_RECORD_BYTES):
-    """Stream every input record to `output` (canonical) or `rejects_path` (with reason); return the report.
+            max_record_bytes=DEFAULT_MAX_RECORD_BYTES, engine="local", workers=1, ray_address=None,
+            split_bytes=DEFAULT_SPLIT_BYTES, shards=None, shard_bytes=None):
+    """Every input record to `output` (canonical) or `rejects_path` (with reason); return the report.
 
     The output, the rejects and the report (`report_path`) are published together or not at all.
     `to="source-target"` requires pretrain records and writes them as {source, target} (`split`
-    chooses the source); `system` is prepended to conversations without a system turn."""
+    chooses the source); `system` is prepended to conversations without a system turn.
+
+    Work runs on `engine` (`workers` processes, or Ray tasks): big .jsonl/.txt files are read in
+    byte-range splits of `split_bytes`, and results are written in input order, so the bytes never
+    depend on the engine, the workers or the split size. With `shards` or `shard_bytes`, `output`
+    is a folder (published whole) of numbered parts + manifest.json + rejected.jsonl + report.json,
+    which every command reads as input; `rejects_path` and `report_path` are then unused."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
-    shown = 0
-    seen_files: set[str] = set()
-    reshaped = {"not_split": 0} if to == "source-target" and split != "none" else {}
-    systems = 0
     kind = "pretrain" if to == "source-target" else to
-    with atomic_files() as outputs:
-        out, rej = outputs.open(output), outputs.open(rejects_path)
-        repaired = report.details.setdefault("repaired", {}) if repairs else {}
-        for item in progress(iter_records(files, fmt, kind, encoding, repairs, alpaca_layout, max_record_bytes),
-                             "convert"):
-            seen_files.add(item.origin.path)
-            if isinstance(item, Rejected):
-                report.reject(item)
-                rej.write(dumps(item.to_json()) + "\n")
-                if item.reason in ("parse_error", TOO_LARGE) and shown < show_errors:
-                    warn(f"{item.origin}: {item.message}")
-                    shown += 1
-            else:
-                report.keep()
-                if category is not None and item.category is None and item.kind != "piece":
-                    item.category = category
-                for name in item.repairs:
-                    repaired[name] = repaired.get(name, 0) + 1
-                if to == "source-target":
-                    item, split_done = to_source_target(item, split)
-                    if reshaped and not split_done:
-                        reshaped["not_split"] += 1
-                if system is not None:
-                    systems += add_system(item, system)
-                out.write(dumps(item.to_json()) + "\n")
-        empty = [f for f in files if f not in seen_files]
-        for f in empty:
-            warn(f"{f}: no records (empty or blank lines only)")
-        if empty:
-            report.details["files_without_records"] = empty
-        if to == "source-target":
-            report.details["source_target"] = {"split": split, **reshaped}
-        if system is not None:
-            report.details["system_turn_added"] = systems
-        if fmt in ("auto", "alpaca"):
-            report.details["alpaca_layout"] = alpaca_layout
-        if report_path:
-            outputs.write_json(report_path, report.to_json())
+    build = ConvertSteps(fmt, kind, frozenset(repairs), alpaca_layout, category,
+                         split if to == "source-target" else None, system)
+    if repairs:
+        report.details["repaired"] = {}
+    tasks = record_tasks(files, build, encoding, max_record_bytes, split_bytes)
+    with make_executor(engine, workers, ray_address) as ex:
+        results = progress(run_record_tasks(ex, tasks), "convert", unit="task")
+        if shards is None and shard_bytes is None:
+            with atomic_files() as outputs:
+                out, rej = outputs.open(output, "wb"), outputs.open(rejects_path)
+                _write(results, out.write, rej, report, show_errors)
+                _details(report, files, to, split, system, fmt, alpaca_layout)
+                if report_path:
+                    outputs.write_json(report_path, report.to_json())
+        else:
+            with atomic_dir(output, "convert") as tmp:
+                writer = ShardedWriter(lambda name: open(tmp / name, "wb"), "part", shards, shard_bytes, str(tmp))
+                try:
+                    with open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rej:
+                        _write(results, writer.write, rej, report, show_errors)
+                    manifest = writer.close()
+                except BaseException:
+                    writer.abort()
+                    raise
+                write_json(tmp / MANIFEST, manifest)
+                _details(report, files, to, split, system, fmt, alpaca_layout)
+                report.details["shards"] = len(manifest["shards"])
+                report.write(tmp)
     return report
+
+
+def _write(results, write_data, rej, report: StageReport, show_errors: int) -> None:
+    """Results (in input order) to the output and the rejects; counts into `report`."""
+    shown = 0
+    items_per_file: dict[str, int] = {}
+    counters: dict[str, int] = {}
+    for res in results:
+        items_per_file[res.split.path] = items_per_file.get(res.split.path, 0) + res.items
+        if res.kept:
+            write_data(res.data)
+            report.keep(res.kept)
+        for item in res.rejected:
+            report.reject(item)
+            rej.write(dumps(item.to_json()) + "\n")
+            if item.reason in ("parse_error", TOO_LARGE) and shown < show_errors:
+                warn(f"{item.origin}: {item.message}")
+                shown += 1
+        for key, n in res.counters.items():
+            counters[key] = counters.get(key, 0) + n
+    report.details["_items"], report.details["_counters"] = items_per_file, counters
+
+
+def _details(report: StageReport, files: list[str], to, split, system, fmt, alpaca_layout) -> None:
+    items_per_file, counters = report.details.pop("_items"), report.details.pop("_counters")
+    if "repaired" in report.details:  # in the order the repairs were first applied
+        report.details["repaired"] = {k.removeprefix("repaired."): n for k, n in counters.items()
+                                      if k.startswith("repaired.")}
+    empty = [f for f in files if not items_per_file.get(f)]
+    for f in empty:
+        warn(f"{f}: no records (empty or blank lines only)")
+    if empty:
+        report.details["files_without_records"] = empty
+    if to == "source-target":
+        report.details["source_target"] = {"split": split, **({"not_split": counters.get("not_split", 0)}
+                                                              if split != "none" else {})}
+    if system is not None:
+        report.details["system_turn_added"] = counters.get("system_turn_added", 0)
+    if fmt in ("auto", "alpaca"):
+        report.details["alpaca_layout"] = alpaca_layout
 
 
 def _split_repairs(ctx, param, values):
@@ -84,7 +145,8 @@ def _split_repairs(ctx, param, values):
 
 @click.command("convert")
 @inputs_argument
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Canonical jsonl to write.")
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Canonical jsonl to write (with --shards/--shard-size: a folder of numbered parts).")
 @click.option("--rejects", "rejects_path", type=click.Path(dir_okay=False),
               help="Where rejected records go, one JSON per line with its reason [default: OUTPUT with .rejected.jsonl].")
 @click.option("--category", default=None,
@@ -112,9 +174,13 @@ def _split_repairs(ctx, param, values):
                    "an unanswered final user turn.")
 @click.option("--strict", is_flag=True, help="Exit with status 1 if any record was rejected.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the report as JSON here.")
+@workers_option
+@engine_options
+@shard_options
 @handle_errors
 def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpaca_layout, fmt, encoding,
-                max_record_bytes, repairs, strict, report_path):
+                max_record_bytes, repairs, strict, report_path, workers, engine, ray_address, split_bytes, shards,
+                shard_bytes):
     """Convert ShareGPT, Colossal-LLaMA-2, Alpaca, Llama2-Chinese CSV, People's Daily, plain text or
     preference pairs (Anthropic HH, UltraFeedback-binarized, flat prompt/chosen/rejected) to
     canonical records.
@@ -128,26 +194,46 @@ def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpac
       corpuskit convert hh-rlhf-train.jsonl -o pairs.jsonl --to preference
       corpuskit convert news.jsonl -o colossal.jsonl --to source-target --split first-line
       corpuskit convert alpaca_zh.json -o chats.jsonl --system "你是一个乐于助人的助手。"
+      corpuskit convert big.jsonl -o parts/ --shards 64 --workers 8
+      corpuskit convert big.jsonl -o parts/ --shard-size 256M --engine ray --ray-address auto
     """
     if split != "none" and to != "source-target":
         raise click.BadParameter("--split applies to --to source-target", param_hint="'--split'")
     if system is not None and not system.strip():
         raise click.BadParameter("the system turn is empty", param_hint="'--system'")
-    if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
-        raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl",
-                                 param_hint="'-o' / '--output'")
-    if rejects_path is None:
-        p = Path(output)
-        rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-    check_paths({"input": inputs}, files={"-o": output, "--rejects": rejects_path, "--report": report_path})
+    if shards is not None and shard_bytes is not None:
+        raise click.UsageError("give --shards or --shard-size, not both")
+    sharded = shards is not None or shard_bytes is not None
+    if sharded:
+        for given, name, where in ((rejects_path, "--rejects", "rejected.jsonl"), (report_path, "--report", "report.json")):
+            if given is not None:
+                raise click.BadParameter(f"with --shards/--shard-size it is written as OUTPUT/{where}",
+                                         param_hint=f"'{name}'")
+        if output.endswith(".jsonl"):
+            raise click.BadParameter(f"{output}: with --shards/--shard-size the output is a folder of "
+                                     "part-*.jsonl files; name it without .jsonl", param_hint="'-o' / '--output'")
+        check_paths({"input": inputs}, dirs={"-o": output})
+    else:
+        if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
+            raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl (or give --shards N "
+                                     "to write a folder of parts)", param_hint="'-o' / '--output'")
+        if rejects_path is None:
+            p = Path(output)
+            rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
+        check_paths({"input": inputs}, files={"-o": output, "--rejects": rejects_path, "--report": report_path})
     report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category,
                      report_path=report_path, split=split, system=system, alpaca_layout=alpaca_layout,
-                     max_record_bytes=max_record_bytes)
+                     max_record_bytes=max_record_bytes, engine=engine, workers=workers, ray_address=ray_address,
+                     split_bytes=split_bytes, shards=shards, shard_bytes=shard_bytes)
     click.echo(report.summary(), err=True)
     if report.details.get("repaired"):
         click.echo("repaired (kept after an opt-in fix): " +
                    ", ".join(f"{k}={v}" for k, v in report.details["repaired"].items()), err=True)
-    click.echo(f"wrote {output} ({report.kept} records) and {rejects_path} ({report.input - report.kept} rejected)",
-               err=True)
+    if sharded:
+        click.echo(f"wrote {output}/ ({report.kept} records in {report.details['shards']} parts, "
+                   f"{report.input - report.kept} rejected in rejected.jsonl; manifest.json, report.json)", err=True)
+    else:
+        click.echo(f"wrote {output} ({report.kept} records) and {rejects_path} "
+                   f"({report.input - report.kept} rejected)", err=True)
     if strict and report.kept != report.input:
         sys.exit(1)

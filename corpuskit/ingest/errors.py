@@ -11,3 +11,6 @@ class InputError(Exception):
         self.path, self.line, self.message = str(path), line, message
         where = f"{path}:{line}" if line else str(path)
         super().__init__(f"{where}: {message}")
+
+    def __reduce__(self):  # picklable as raised, so an error in a worker process or a Ray task reads the same
+        return type(self), (self.path, self.message, self.line)

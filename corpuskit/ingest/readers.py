@@ -97,7 +97,8 @@ def _files_under(directory: str, warn: Warnings) -> list[tuple[str, os.stat_resu
 
 # Data files of corpuskit output folders that users feed onward (`corpuskit render buckets/`).
 # Such a folder also holds report.json, manifest.json and rejected.jsonl, which are not records.
-STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"]}
+STAGE_DATA = {"clean": ["clean.jsonl"], "bucket": ["bucket-*.jsonl"], "merge-vocab": ["added_pieces.jsonl"],
+              "convert": ["part-*.jsonl"]}  # convert --shards/--shard-size: parts in manifest order
 
 
 def _stage_command(folder: Path) -> str | None:
@@ -123,10 +124,30 @@ def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
     if patterns is None:
         raise InputError(str(folder), f"is the output of `corpuskit {command}`, which holds no corpus records "
                                       f"to read (readable stage folders: {', '.join(sorted(STAGE_DATA))})")
+    if command == "convert":
+        return _manifest_parts(folder)
     files = sorted(str(p) for pattern in patterns for p in folder.glob(pattern))
     if not files:
         raise InputError(str(folder), f"`corpuskit {command}` output folder has no {' or '.join(patterns)}")
     return files
+
+
+def _manifest_parts(folder: Path) -> list[str]:
+    """The parts of a sharded output folder in manifest order (part numbers may outgrow their
+    zero padding, so names do not sort); every listed part must be there."""
+    try:
+        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+        names = [part["file"] for part in manifest["shards"]]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(str(folder), f"sharded output without a readable manifest.json ({e})") from None
+    bad = next((n for n in names if not isinstance(n, str) or os.path.basename(n) != n or not n.endswith(".jsonl")),
+               None)
+    if bad is not None or not names:
+        raise InputError(str(folder), f"manifest.json lists {'no parts' if not names else f'a bad part {bad!r}'}")
+    missing = next((n for n in names if not (folder / n).is_file()), None)
+    if missing is not None:
+        raise InputError(str(folder / missing), "listed in manifest.json but missing: the sharded output is incomplete")
+    return [str(folder / n) for n in names]
 
 
 def _expand_dir(directory: str, warn: Warnings) -> list[tuple[str, os.stat_result]]:
