@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from corpuskit import __version__, faults
+from corpuskit.engine.fs import is_remote, local_path
 
 MARKER = ".corpuskit-output.json"  # in every folder corpuskit writes; the only proof a folder is ours
 MARKER_FORMAT = "corpuskit.output/1"
@@ -73,8 +74,16 @@ class OutputError(Exception):
 # ---------------------------------------------------------------------------------------------- names
 
 
+def local_output(path: str | os.PathLike) -> str | os.PathLike:
+    """A file:// URL as its path; other URLs are refused (only convert writes them: engine/fs.py)."""
+    if is_remote(path):
+        raise OutputError(f"{path}: this command writes local paths only (`corpuskit convert` can write fsspec "
+                          "URLs); write it here and copy it")
+    return local_path(path)
+
+
 def _abs(path: str | os.PathLike) -> Path:
-    return Path(os.path.abspath(path))
+    return Path(os.path.abspath(local_output(path)))
 
 
 def _sibling(target: Path, kind: str) -> Path:
@@ -432,7 +441,7 @@ def atomic_dir(path: str | os.PathLike, command: str = "unknown", overwrite: boo
     An existing non-empty folder is only replaced if corpuskit wrote it (it holds MARKER), so
     `-o .` or `-o ~/data` can never wipe a user's folder. `command` is recorded in the marker.
     """
-    path = Path(os.path.realpath(path))
+    path = Path(os.path.realpath(local_output(path)))
     if path.parent == path or _holds_cwd(path):
         raise OutputError(f"{path}: is the current directory or holds it; choose another output directory")
     sweep(path)

@@ -18,15 +18,16 @@ import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from corpuskit.engine.fs import is_remote, local_path
 from corpuskit.ingest.paths import glob_paths
-from corpuskit.outputs import OutputError, check_dir_output
+from corpuskit.outputs import OutputError, check_dir_output, local_output
 
 PathArg = str | os.PathLike | None
 _MAGIC = set("*?[")
 
 
 def _real(p: PathArg) -> Path:
-    return Path(os.path.realpath(os.path.expanduser(os.fspath(p))))
+    return Path(os.path.realpath(os.path.expanduser(os.fspath(local_path(p)))))
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -64,7 +65,8 @@ def _flatten(inputs: Mapping[str, PathArg | Iterable[PathArg]]) -> list[tuple[st
     out = []
     for label, value in inputs.items():
         values = [value] if value is None or isinstance(value, (str, os.PathLike)) else list(value)
-        out.extend((label, os.fspath(v)) for v in values if v is not None and os.fspath(v) != "")
+        values = [os.fspath(local_path(v)) for v in values if v is not None and not is_remote(v)]  # (URLs: not here)
+        out.extend((label, v) for v in values if v != "")
     return out
 
 
@@ -76,6 +78,8 @@ def check_paths(inputs: Mapping[str, PathArg | Iterable[PathArg]], files: Mappin
     `replaced=False`: the folders are written into, not replaced whole (a trainers run folder, whose
     own marker is checked by trainers), so ownership and the current directory are not checked."""
     outs: list[tuple[str, str, Path, bool]] = []
+    files = {label: local_output(p) for label, p in files.items()}  # file:// as paths; other URLs refused
+    dirs = {label: local_output(p) for label, p in dirs.items()}
     for label, p in files.items():
         if p is None:
             continue

@@ -308,3 +308,98 @@ def test_ray_retries_a_convert_task_whose_worker_died(corpus, tmp_path, ray_clus
     want = [(r.data, r.kept, [x.to_json() for x in r.rejected], r.n_lines)
             for r in LocalExecutor(1).map(run_record_task, tasks)]
     assert got == want
+
+
+# ---- fsspec URLs ----------------------------------------------------------------------------
+# memory:// lives in this process only, so those runs go through CliRunner in-process (local engine).
+
+
+@pytest.fixture
+def mem():
+    """A fresh memory:// root, removed afterwards: (fsspec file system, root URL)."""
+    import uuid
+
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"memory://ck-{uuid.uuid4().hex[:8]}"
+    yield fs, root
+    if fs.exists(root):
+        fs.rm(root, recursive=True)
+
+
+def put(fs, url: str, data: bytes) -> str:
+    with fs.open(url, "wb") as fh:
+        fh.write(data)
+    return url
+
+
+def without_paths(rejects: bytes) -> list:
+    """Rejects with the file path left out of the origin (local and URL runs name files differently)."""
+    out = []
+    for line in rejects.decode("utf-8").splitlines():
+        r = json.loads(line)
+        r["origin"] = r["origin"]["line"]
+        out.append(r)
+    return out
+
+
+def test_memory_urls_in_and_out_give_the_same_bytes(corpus, baseline, mem, tmp_path):
+    fs, root = mem
+    inputs, broken = corpus
+    urls = [put(fs, f"{root}/in/{p.name}", p.read_bytes()) for p in inputs]
+    run("convert", f"{root}/in", "-o", f"{root}/out/all.jsonl", "--report", f"{root}/out/r.json", *COMMON,
+        "--split-size", "16K")  # a folder URL: its files in name order, the big .jsonl in byte ranges
+    run("convert", *sorted(inputs, key=lambda p: p.name), "-o", tmp_path / "all.jsonl", *COMMON)
+    assert fs.cat(f"{root}/out/all.jsonl") == (tmp_path / "all.jsonl").read_bytes()
+    rejects = fs.cat(f"{root}/out/all.rejected.jsonl")
+    assert without_paths(rejects) == without_paths((tmp_path / "all.rejected.jsonl").read_bytes())
+    lines = [r["origin"]["line"] for r in map(json.loads, rejects.decode("utf-8").splitlines())
+             if r["origin"]["path"] == f"{root}/in/mixed.jsonl" and r["reason"] == "parse_error"]
+    assert lines == broken
+    report = json.loads(fs.cat(f"{root}/out/r.json"))
+    assert report["inputs"][0].startswith(f"{root}/in/") and report["counts"] == counts(baseline / "r.json")["counts"]
+    assert sorted(fs.ls(f"{root}/out", detail=False)) == [f"/{root[9:]}/out/{n}" for n in
+                                                         ("all.jsonl", "all.rejected.jsonl", "r.json")]  # no temps
+
+
+def test_memory_sharded_folder_is_read_back_by_validate_and_clean(data_dir, mem, tmp_path):
+    fs, root = mem
+    src = put(fs, f"{root}/reviews.txt", (data_dir / "reviews_pos_head.txt").read_bytes())
+    run("convert", src, "-o", f"{root}/parts", "--shards", "3")
+    names = sorted(n.rsplit("/", 1)[-1] for n in fs.ls(f"{root}/parts", detail=False))
+    assert names == [MARKER, "manifest.json", "part-00000-of-00003.jsonl", "part-00001-of-00003.jsonl",
+                     "part-00002-of-00003.jsonl", "rejected.jsonl", "report.json", "report.md"]
+    res = run("validate", f"{root}/parts")
+    assert "validate: OK: 3 files, 300 records, 0 invalid" in res.output
+    run("clean", f"{root}/parts", "-o", tmp_path / "c1")
+    run("convert", data_dir / "reviews_pos_head.txt", "-o", tmp_path / "r.jsonl")
+    run("clean", tmp_path / "r.jsonl", "-o", tmp_path / "c2")
+    assert (tmp_path / "c1" / "clean.jsonl").read_bytes() == (tmp_path / "c2" / "clean.jsonl").read_bytes()
+    # a URL folder is never replaced (no atomic swap there), and an unfinished one is not read
+    res = run("convert", src, "-o", f"{root}/parts", "--shards", "2", expect=1)
+    assert "already exists; an output folder at a URL must be new" in res.output
+    fs.rm(f"{root}/parts/{MARKER}")
+    res = run("validate", f"{root}/parts", expect=1)
+    assert "sharded output without its .corpuskit-output.json marker: unfinished" in res.output
+    res = run("convert", src, "-o", f"{root}/in-place/x.jsonl", "--rejects", tmp_path / "r.rejected.jsonl", expect=2)
+    assert "all as URLs or all as local paths" in res.output
+    res = run("convert", src, "-o", f"{root}/reviews.txt.jsonl", "--rejects", src, expect=1)
+    assert "overlaps input" in res.output
+
+
+def test_file_urls_are_local_paths_with_every_local_check(data_dir, tmp_path):
+    src = tmp_path / "chats.json"
+    src.write_bytes((data_dir / "sharegpt_sample.json").read_bytes())
+    run("convert", f"file://{src}", "-o", f"file://{tmp_path}/a.jsonl", "--report", f"file://{tmp_path}/a.json")
+    run("convert", src, "-o", tmp_path / "b.jsonl")
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert json.loads((tmp_path / "a.json").read_text(encoding="utf-8"))["inputs"] == [str(src)]
+    run("convert", f"file://{tmp_path}/b.jsonl", "-o", f"file://{tmp_path}/parts", "--shards", "2")
+    assert json.loads((tmp_path / "parts" / MARKER).read_text(encoding="utf-8"))["command"] == "convert"
+    assert "2 files, 45 records, 0 invalid" in run("validate", f"file://{tmp_path}/parts").output
+    res = run("convert", src, "-o", f"file://{tmp_path}/x.jsonl", "--rejects", f"file://{src}", expect=1)
+    assert "writing it would replace the input" in res.output
+    res = run("clean", tmp_path / "b.jsonl", "-o", "memory://somewhere/clean", expect=1)
+    assert "this command writes local paths only" in res.output
+

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import IO, Iterable, Iterator
+
+from corpuskit.engine import fs
 
 DEFAULT_SPLIT_BYTES = 64 << 20
 _SCAN = 1 << 16
@@ -34,7 +36,15 @@ class Split:
 
 def splittable(path: str) -> bool:
     name = path.lower()
-    return name.endswith(_SPLITTABLE) and os.path.isfile(path)
+    return name.endswith(_SPLITTABLE) and (fs.is_remote(path) or os.path.isfile(path))
+
+
+def _open(path: str) -> IO[bytes]:
+    return fs.open_input(path) if fs.is_remote(path) else open(path, "rb")
+
+
+def _size(path: str) -> int:
+    return fs.size(path) if fs.is_remote(path) else os.path.getsize(path)
 
 
 def _next_line_start(fh, pos: int, size: int) -> int:
@@ -61,12 +71,12 @@ def plan_splits(files: Iterable[str], split_bytes: int = DEFAULT_SPLIT_BYTES) ->
         raise ValueError("split_bytes must be positive")
     out: list[Split] = []
     for path in files:
-        size = os.path.getsize(path) if splittable(path) else 0
+        size = _size(path) if splittable(path) else 0
         if size <= split_bytes:
             out.append(Split(path))
             continue
         starts = [0]
-        with open(path, "rb") as fh:
+        with _open(path) as fh:
             while (nxt := _next_line_start(fh, starts[-1] + split_bytes, size)) < size:
                 starts.append(nxt)
         for i, s in enumerate(starts):
@@ -77,7 +87,7 @@ def plan_splits(files: Iterable[str], split_bytes: int = DEFAULT_SPLIT_BYTES) ->
 
 def split_lines(split: Split) -> Iterator[bytes]:
     """The raw lines (with their newline) of one split of an uncompressed file."""
-    with open(split.path, "rb") as fh:
+    with _open(split.path) as fh:
         fh.seek(split.start)
         if split.end is None:
             yield from fh
@@ -94,7 +104,7 @@ def split_lines(split: Split) -> Iterator[bytes]:
 def count_lines(split: Split) -> int:
     """Physical lines in a split (it ends at a line start, so: its newlines; +1 for an unterminated tail)."""
     n, last = 0, b"\n"
-    with open(split.path, "rb") as fh:
+    with _open(split.path) as fh:
         fh.seek(split.start)
         left = None if split.end is None else split.end - split.start
         while left is None or left > 0:

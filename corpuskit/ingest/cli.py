@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +12,7 @@ import click
 
 from corpuskit.cli_util import (encoding_option, engine_options, from_option, handle_errors, inputs_argument,
                                 max_record_option, progress, shard_options, warn, workers_option)
-from corpuskit.engine import make_executor
+from corpuskit.engine import fs, make_executor
 from corpuskit.engine.shards import MANIFEST, ShardedWriter
 from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES
 from corpuskit.engine.tasks import record_tasks, run_record_tasks
@@ -18,7 +20,7 @@ from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expan
 from corpuskit.ingest.bridges import SPLITS
 from corpuskit.ingest.formats import ALPACA_LAYOUTS
 from corpuskit.ingest.steps import DefaultCategoryStep, ParseStep, SourceTargetStep, SystemTurnStep
-from corpuskit.outputs import atomic_dir, atomic_files, dumps, write_json
+from corpuskit.outputs import MARKER, OutputError, atomic_dir, atomic_files, dumps, marker_json
 from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
 
@@ -72,27 +74,55 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     with make_executor(engine, workers, ray_address) as ex:
         results = progress(run_record_tasks(ex, tasks), "convert", unit="task")
         if shards is None and shard_bytes is None:
-            with atomic_files() as outputs:
+            with _output_files(output, rejects_path, report_path) as outputs:
                 out, rej = outputs.open(output, "wb"), outputs.open(rejects_path)
                 _write(results, out.write, rej, report, show_errors)
                 _details(report, files, to, split, system, fmt, alpaca_layout)
                 if report_path:
                     outputs.write_json(report_path, report.to_json())
         else:
-            with atomic_dir(output, "convert") as tmp:
-                writer = ShardedWriter(lambda name: open(tmp / name, "wb"), "part", shards, shard_bytes, str(tmp))
+            with _output_folder(output) as (folder, spool_dir):
+                writer = ShardedWriter(lambda name: folder.open(name, "wb"), "part", shards, shard_bytes, spool_dir)
                 try:
-                    with open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rej:
+                    with folder.open("rejected.jsonl", "w") as rej:
                         _write(results, writer.write, rej, report, show_errors)
                     manifest = writer.close()
                 except BaseException:
                     writer.abort()
                     raise
-                write_json(tmp / MANIFEST, manifest)
                 _details(report, files, to, split, system, fmt, alpaca_layout)
                 report.details["shards"] = len(manifest["shards"])
-                report.write(tmp)
+                for name, text in ((MANIFEST, _json_text(manifest)), ("report.json", _json_text(report.to_json())),
+                                   ("report.md", report.to_markdown())):
+                    with folder.open(name, "w") as fh:
+                        fh.write(text)
     return report
+
+
+def _json_text(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2) + "\n"  # as outputs.write_json writes it
+
+
+def _output_files(*paths):
+    """Local outputs are published together (outputs.atomic_files); URLs through fsspec (engine/fs.py)."""
+    remote = {fs.is_remote(p) for p in paths if p is not None}
+    if len(remote) > 1:
+        raise OutputError(f"{', '.join(p for p in paths if p)}: give the outputs all as URLs or all as local paths")
+    return fs.remote_files() if remote == {True} else atomic_files()
+
+
+@contextlib.contextmanager
+def _output_folder(path):
+    """(folder to write into, where --shards may spool): published whole locally (outputs.atomic_dir),
+    a new folder with its marker written last at a URL (engine/fs.py)."""
+    if fs.is_remote(path):
+        with fs.remote_dir(path, marker_json("convert"), MARKER) as folder:
+            yield folder, None
+        return
+    with atomic_dir(path, "convert") as tmp:
+        def opener(name: str, mode: str = "wb"):
+            return open(tmp / name, mode) if "b" in mode else open(tmp / name, mode, encoding="utf-8", newline="\n")
+        yield fs.Folder(opener), str(tmp)
 
 
 def _write(results, write_data, rej, report: StageReport, show_errors: int) -> None:
@@ -203,6 +233,7 @@ def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpac
         raise click.BadParameter("the system turn is empty", param_hint="'--system'")
     if shards is not None and shard_bytes is not None:
         raise click.UsageError("give --shards or --shard-size, not both")
+    output, rejects_path, report_path = (fs.local_path(p) for p in (output, rejects_path, report_path))
     sharded = shards is not None or shard_bytes is not None
     if sharded:
         for given, name, where in ((rejects_path, "--rejects", "rejected.jsonl"), (report_path, "--report", "report.json")):
@@ -212,15 +243,24 @@ def convert_cmd(inputs, output, rejects_path, category, to, split, system, alpac
         if output.endswith(".jsonl"):
             raise click.BadParameter(f"{output}: with --shards/--shard-size the output is a folder of "
                                      "part-*.jsonl files; name it without .jsonl", param_hint="'-o' / '--output'")
-        check_paths({"input": inputs}, dirs={"-o": output})
+        if fs.is_remote(output):
+            fs.check_outputs(inputs, {"-o": output}, folder=True)
+        else:
+            check_paths({"input": inputs}, dirs={"-o": output})
     else:
         if not output.endswith(".jsonl"):  # a `-o chats.json` would be jsonl that no reader takes back as .json
             raise click.BadParameter(f"{output}: the output is JSON Lines; name it *.jsonl (or give --shards N "
                                      "to write a folder of parts)", param_hint="'-o' / '--output'")
         if rejects_path is None:
-            p = Path(output)
-            rejects_path = str(p.with_name(p.name.removesuffix(".jsonl") + ".rejected.jsonl"))
-        check_paths({"input": inputs}, files={"-o": output, "--rejects": rejects_path, "--report": report_path})
+            rejects_path = (output.removesuffix(".jsonl") if fs.is_remote(output) else
+                            str(Path(output).with_name(Path(output).name.removesuffix(".jsonl")))) + ".rejected.jsonl"
+        outputs = {"-o": output, "--rejects": rejects_path, "--report": report_path}
+        if any(fs.is_remote(p) for p in outputs.values()):
+            if not all(p is None or fs.is_remote(p) for p in outputs.values()):
+                raise click.UsageError("give -o, --rejects and --report all as URLs or all as local paths")
+            fs.check_outputs(inputs, outputs)
+        else:
+            check_paths({"input": inputs}, files=outputs)
     report = convert(inputs, output, rejects_path, fmt, to, encoding, repairs=repairs, category=category,
                      report_path=report_path, split=split, system=system, alpaca_layout=alpaca_layout,
                      max_record_bytes=max_record_bytes, engine=engine, workers=workers, ray_address=ray_address,

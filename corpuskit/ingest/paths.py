@@ -73,8 +73,9 @@ class FileSet:
         self._seen: dict[tuple[int, int], tuple[str, int]] = {}
         self.warn = warn
 
-    def add(self, path: str, st: os.stat_result, arg: int) -> None:
-        key = _key(st)
+    def add(self, path: str, st: os.stat_result | None, arg: int) -> None:
+        """`st` None: a URL, known by its name."""
+        key = ("url", path) if st is None else _key(st)
         first = self._seen.get(key)
         if first is None:
             self._seen[key] = (path, arg)

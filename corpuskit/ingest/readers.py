@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from corpuskit.engine import fs
 from corpuskit.ingest.errors import InputError
 from corpuskit.ingest.paths import FileSet, Warnings, glob_paths, not_regular, stat_entry, walk_files
-from corpuskit.outputs import LEGACY_MARKER, read_marker, settle
+from corpuskit.outputs import LEGACY_MARKER, MARKER, read_marker, settle
 from corpuskit.records import Origin
 
 SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
@@ -116,6 +117,8 @@ def _stage_command(folder: Path) -> str | None:
 
 def stage_data_files(folder: str | os.PathLike) -> list[str] | None:
     """The data files of a corpuskit output folder, or None if `folder` is not one."""
+    if fs.is_remote(folder):
+        return _remote_stage_files(str(folder))
     folder = Path(folder)
     command = _stage_command(folder)
     if command is None:
@@ -136,18 +139,62 @@ def _manifest_parts(folder: Path) -> list[str]:
     """The parts of a sharded output folder in manifest order (part numbers may outgrow their
     zero padding, so names do not sort); every listed part must be there."""
     try:
-        manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        names = [part["file"] for part in manifest["shards"]]
-    except (OSError, ValueError, KeyError, TypeError) as e:
+        text = (folder / "manifest.json").read_text(encoding="utf-8")
+    except (OSError, ValueError) as e:
         raise InputError(str(folder), f"sharded output without a readable manifest.json ({e})") from None
-    bad = next((n for n in names if not isinstance(n, str) or os.path.basename(n) != n or not n.endswith(".jsonl")),
-               None)
-    if bad is not None or not names:
-        raise InputError(str(folder), f"manifest.json lists {'no parts' if not names else f'a bad part {bad!r}'}")
+    names = _part_names(str(folder), text)
     missing = next((n for n in names if not (folder / n).is_file()), None)
     if missing is not None:
         raise InputError(str(folder / missing), "listed in manifest.json but missing: the sharded output is incomplete")
     return [str(folder / n) for n in names]
+
+
+def _part_names(folder: str, manifest_text: str) -> list[str]:
+    try:
+        names = [part["file"] for part in json.loads(manifest_text)["shards"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(folder, f"sharded output without a readable manifest.json ({e!r})") from None
+    bad = next((n for n in names if not isinstance(n, str) or os.path.basename(n) != n or not n.endswith(".jsonl")),
+               None)
+    if bad is not None or not names:
+        raise InputError(folder, f"manifest.json lists {'no parts' if not names else f'a bad part {bad!r}'}")
+    return names
+
+
+def _remote_stage_files(url: str) -> list[str] | None:
+    """stage_data_files for a folder at a URL: only its ownership marker makes it a stage folder,
+    and a sharded folder without one is an unfinished write (see engine/fs.py)."""
+    marker = fs.read_text(fs.join(url, MARKER))
+    if marker is None:
+        if fs.read_text(fs.join(url, "manifest.json")) is not None:
+            raise InputError(url, f"sharded output without its {MARKER} marker: unfinished, or not corpuskit's")
+        return None
+    try:
+        command = json.loads(marker)["command"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    patterns = STAGE_DATA.get(command)
+    if patterns is None:
+        raise InputError(url, f"is the output of `corpuskit {command}`, which holds no corpus records to read")
+    if command == "convert":
+        text = fs.read_text(fs.join(url, "manifest.json"))
+        if text is None:
+            raise InputError(url, "sharded output without a readable manifest.json")
+        parts = [fs.join(url, n) for n in _part_names(url, text)]
+        missing = next((p for p in parts if not _remote_isfile(p)), None)
+        if missing is not None:
+            raise InputError(missing, "listed in manifest.json but missing: the sharded output is incomplete")
+        return parts
+    filesys, p = fs.url_fs(url)
+    files = sorted(fs.join(url, m.rsplit("/", 1)[-1]) for pattern in patterns for m in filesys.glob(fs.join(p, pattern)))
+    if not files:
+        raise InputError(url, f"`corpuskit {command}` output folder has no {' or '.join(patterns)}")
+    return files
+
+
+def _remote_isfile(url: str) -> bool:
+    filesys, p = fs.url_fs(url)
+    return filesys.isfile(p)
 
 
 def _expand_dir(directory: str, warn: Warnings) -> list[tuple[str, os.stat_result]]:
@@ -172,7 +219,11 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     warn = Warnings()
     files = FileSet(warn)
     for arg, item in enumerate(inputs):
-        s = str(item)
+        s = str(fs.local_path(item))
+        if fs.is_remote(s):  # an fsspec URL: its files by name (no inodes, links or FIFOs there)
+            for url in fs.expand(s, lambda name: base_suffix(name) in SUFFIXES, stage_data_files):
+                files.add(url, None, arg)
+            continue
         if any(c in s for c in "*?[") and not os.path.lexists(s):  # `data[1]/` that exists is a name
             found = []
             for match, st in glob_paths(s, warn):
@@ -195,7 +246,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         for path, st in found:
             files.add(path, st, arg)
     for f in files.paths:
-        settle(f)  # finish (or undo) a set of outputs a killed run left half-renamed
+        if not fs.is_remote(f):
+            settle(f)  # finish (or undo) a set of outputs a killed run left half-renamed
     return files.paths
 
 
@@ -229,7 +281,11 @@ def _open_binary(path: str, span: tuple[int, int | None] | None = None):
     """Open for reading only if `path` is a regular file: a FIFO would block, /dev/zero never end.
     With `span`, only that byte range of an uncompressed file is read (an input split).
 
-    Opened non-blocking so that a FIFO without a writer is refused instead of waiting for one."""
+    Opened non-blocking so that a FIFO without a writer is refused instead of waiting for one.
+    A URL is opened through fsspec (engine/fs.py)."""
+    if fs.is_remote(path):
+        fh = io.BufferedReader(_Range(fs.open_input(path), *(span or (0, None))), 1 << 20)
+        return _OwnedGzip(fh) if span is None and path.lower().endswith(".gz") else fh
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:

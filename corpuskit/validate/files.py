@@ -6,6 +6,7 @@ import functools
 import os
 from dataclasses import dataclass, field
 
+from corpuskit.engine import fs
 from corpuskit.engine.runner import LineNumbers
 from corpuskit.engine.splits import Split, count_lines
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, convert_value, read_file
@@ -48,7 +49,7 @@ def checker_for(kind: str) -> KindChecker:
 
 
 def _no_records_message(path: str) -> str:
-    if not path.lower().endswith(".gz") and os.path.getsize(path) == 0:
+    if not path.lower().endswith(".gz") and (fs.size(path) if fs.is_remote(path) else os.path.getsize(path)) == 0:
         return "empty file (0 bytes): a data file must hold at least one record"
     suffix = base_suffix(path)
     if suffix == ".json":
