@@ -12,9 +12,8 @@ from typing import Callable, Iterable, TypeVar
 import click
 from tqdm import tqdm
 
-from corpuskit.engine.executor import EngineError
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS, InputError
-from corpuskit.outputs import OutputError
+from corpuskit.errors import CorpusError
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS
 
 T = TypeVar("T")
 
@@ -24,13 +23,15 @@ class UsageProblem(click.ClickException):
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Turn known failures into `Error: path:line: message` instead of a traceback."""
+    """Turn known failures into `Error: path:line: message` instead of a traceback: every library
+    error (corpuskit.errors.CorpusError: inputs, outputs, engines, templates, tokenizer folders,
+    packing) is caught here, once."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (InputError, OutputError, EngineError) as e:
+        except CorpusError as e:
             raise UsageProblem(str(e)) from e
         except UnicodeDecodeError as e:
             raise UsageProblem(f"cannot decode input: {e}") from e

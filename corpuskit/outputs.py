@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import IO, Any, Iterator
 
 from corpuskit import __version__, faults
+from corpuskit.errors import CorpusError
 from corpuskit.engine.fs import is_remote, local_path
 
 MARKER = ".corpuskit-output.json"  # in every folder corpuskit writes; the only proof a folder is ours
@@ -67,7 +68,7 @@ def dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-class OutputError(Exception):
+class OutputError(CorpusError):
     pass
 
 

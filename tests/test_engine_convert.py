@@ -403,3 +403,32 @@ def test_file_urls_are_local_paths_with_every_local_check(data_dir, tmp_path):
     res = run("clean", tmp_path / "b.jsonl", "-o", "memory://somewhere/clean", expect=1)
     assert "this command writes local paths only" in res.output
 
+
+
+# ---- one library error base, caught once by the CLI ------------------------------------------
+
+
+def test_library_errors_share_one_base_and_read_as_one_line(data_dir, tmp_path):
+    from corpuskit.engine.executor import EngineError
+    from corpuskit.errors import CorpusError
+    from corpuskit.ingest import InputError
+    from corpuskit.outputs import OutputError
+    from corpuskit.pack.packer import PackError
+    from corpuskit.render.templates import TemplateError
+    from corpuskit.render.tokenizer_dir import TokenizerDirError
+
+    for cls in (InputError, OutputError, EngineError, PackError, TemplateError, TokenizerDirError):
+        assert issubclass(cls, CorpusError), cls
+    (tmp_path / "not-rendered").mkdir()
+    (tmp_path / "not-a-tokenizer").mkdir()
+    chats = tmp_path / "chats.jsonl"
+    run("convert", data_dir / "sharegpt_sample.json", "-o", chats)
+    cases = [
+        (["pack", tmp_path / "not-rendered", "-o", tmp_path / "p"], "no manifest.json; pack reads the output"),
+        (["render", chats, "--tokenizer", tmp_path / "not-a-tokenizer", "-o", tmp_path / "r"], "no tokenizer.json"),
+        (["convert", tmp_path / "missing.jsonl", "-o", tmp_path / "x.jsonl"], "missing.jsonl: no such file"),
+        (["convert", chats, "-o", tmp_path / "x.jsonl", "--ray-address", "auto"], "--ray-address needs --engine ray"),
+    ]
+    for args, message in cases:
+        res = run(*args, expect=1)
+        assert res.output.startswith("Error: ") and message in res.output and "Traceback" not in res.output, res.output

@@ -13,12 +13,13 @@ import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
 
+from corpuskit.errors import CorpusError
 from corpuskit.pool import worker_pool
 
 ENGINES = ("local", "ray")
 
 
-class EngineError(Exception):
+class EngineError(CorpusError):
     """The engine cannot run (Ray missing, cluster unreachable): a one-line message for the user."""
 
 

@@ -3,8 +3,10 @@ path expansion and the readers can share it)."""
 
 from __future__ import annotations
 
+from corpuskit.errors import CorpusError
 
-class InputError(Exception):
+
+class InputError(CorpusError):
     """A problem with an input file as a whole: message names the file (and line when known)."""
 
     def __init__(self, path: str, message: str, line: int | None = None):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from corpuskit.cli_util import MAX_SEQ_LEN, UsageProblem, handle_errors, seed_option
+from corpuskit.cli_util import MAX_SEQ_LEN, handle_errors, seed_option
 from corpuskit.pack.bfd import STRATEGIES
-from corpuskit.pack.packer import PackError, pack_dir
+from corpuskit.pack.packer import pack_dir
 
 
 @click.command("pack")
@@ -30,10 +30,7 @@ def pack_cmd(input_dir, output, seq_len, strategy, seed):
     Example:
       corpuskit pack rendered/ -o packed/ --seq-len 4096
     """
-    try:
-        report = pack_dir(input_dir, output, seq_len, strategy, seed)
-    except PackError as e:
-        raise UsageProblem(str(e)) from e
+    report = pack_dir(input_dir, output, seq_len, strategy, seed)
     d = report.details
     click.echo(f"pack: {d['samples']} samples -> {d['sequences']} sequences of <= {seq_len} tokens, "
                f"fill ratio {d['fill_ratio']:.4f} (unpacked: {d['unpacked_fill_ratio']:.4f}), "

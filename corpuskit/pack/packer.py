@@ -17,6 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
+from corpuskit.errors import CorpusError
 from corpuskit.outputs import atomic_dir, write_json
 from corpuskit.overlap import check_paths
 from corpuskit.pack.bfd import STRATEGIES
@@ -28,7 +29,7 @@ FORMAT = "corpuskit.pack/1"
 RENDER_FORMAT = "corpuskit.render/1"
 
 
-class PackError(Exception):
+class PackError(CorpusError):
     pass
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
@@ -13,25 +12,12 @@ from corpuskit.cli_util import (MAX_SEQ_LEN, UsageProblem, encoding_option, from
 from corpuskit.overlap import check_paths
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
-from corpuskit.render.templates import (BUILTINS, ChatTemplate, TemplateError, builtin_source, check_has_generation,
+from corpuskit.render.templates import (BUILTINS, ChatTemplate, builtin_source, check_has_generation,
                                         load_template)
 from corpuskit.render.tokenize import TRUNCATIONS, RenderOptions
 
 PAIR_MODES = ("preference", "prompt")  # corpuskit.render.preference: TRL-ready pairs and RL prompts
-from corpuskit.render.tokenizer_dir import TokenizerDir, TokenizerDirError
-
-
-def _render_errors(fn):
-    """Template and tokenizer-directory problems are usage errors: one clear line, no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except (TemplateError, TokenizerDirError, FileExistsError) as e:
-            raise UsageProblem(str(e)) from e
-
-    return wrapper
+from corpuskit.render.tokenizer_dir import TokenizerDir
 
 
 def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemplate | None:
@@ -90,7 +76,6 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
 @encoding_option
 @max_record_option
 @handle_errors
-@_render_errors
 def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
                group_texts, show, workers, fmt, encoding, max_record_bytes):
     """Tokenize records with exact label masks: chat templates for SFT, BOS/EOS for pretraining.
@@ -207,7 +192,6 @@ def template_list_cmd():
 @template_group.command("show")
 @click.argument("name")
 @handle_errors
-@_render_errors
 def template_show_cmd(name):
     """Print a template's Jinja source (NAME is a built-in or a .jinja/.yaml file).
 
@@ -225,7 +209,6 @@ def template_show_cmd(name):
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Write a copy of the tokenizer directory here instead of changing it in place.")
 @handle_errors
-@_render_errors
 def template_export_cmd(name, tokenizer_dir, output):
     """Write a template into a tokenizer directory as chat_template.jinja, so that
     `tokenizer.apply_chat_template` at inference gives exactly the training format. Templates with

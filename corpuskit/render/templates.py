@@ -18,6 +18,7 @@ import jinja2
 import jinja2.ext
 import yaml
 
+from corpuskit.errors import CorpusError
 from corpuskit.render.sandbox import BoundedSandbox, TemplateLimitExceeded, TemplateLimits
 
 # name -> (what it is, tokens the tokenizer must know as special tokens)
@@ -31,7 +32,7 @@ BUILTINS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-class TemplateError(Exception):
+class TemplateError(CorpusError):
     """A template cannot render this conversation (the message says why)."""
 
 

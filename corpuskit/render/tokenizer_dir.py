@@ -13,12 +13,13 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from corpuskit.errors import CorpusError
 from corpuskit.outputs import settle
 
 CHAT_TEMPLATE_FILE = "chat_template.jinja"
 
 
-class TokenizerDirError(Exception):
+class TokenizerDirError(CorpusError):
     pass
 
 
