@@ -130,9 +130,9 @@ max_record_option = click.option(
 
 def engine_options(fn: Callable) -> Callable:
     """--engine / --ray-address / --split-size: where the work runs; output bytes never depend on it."""
-    fn = click.option("--split-size", "split_bytes", type=ByteSize(1, 1 << 40), default="64M", show_default=True,
-                      metavar="SIZE", help="Read .jsonl/.txt files in byte ranges of about this size, in parallel "
-                                           "(line numbers stay exact).")(fn)
+    fn = click.option("--split-size", "split_bytes", type=ByteSize(1, 1 << 40), default=None, metavar="SIZE",
+                      help="Read .jsonl/.txt files in byte ranges of about this size, in parallel (line numbers "
+                           "stay exact)  [default: 64M, or less to give each worker about 4 ranges, >= 1M]")(fn)
     fn = click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
                       help="With --engine ray: join this Ray cluster (default: start a local Ray for this command).")(fn)
     return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

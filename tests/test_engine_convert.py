@@ -108,6 +108,17 @@ def test_identical_across_workers_and_split_sizes(corpus, baseline, tmp_path, ex
     assert ("record_too_large", 1501) in in_big
 
 
+def test_auto_split_size_gives_every_worker_work(corpus):
+    from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES, MIN_AUTO_SPLIT_BYTES, auto_split_bytes, plan_splits
+
+    files = [str(p) for p in corpus[0]]
+    big = os.path.getsize(files[0])
+    assert auto_split_bytes(files, 1) == DEFAULT_SPLIT_BYTES and len(plan_splits(files, None, 1)) == len(files)
+    size = auto_split_bytes(files, 2)
+    assert size == max(MIN_AUTO_SPLIT_BYTES, (big + os.path.getsize(files[3])) // 8)
+    assert len([s for s in plan_splits(files, None, 2) if s.path == files[0]]) >= big // size >= 4
+
+
 def test_baseline_counts_add_up(corpus, baseline):
     report = json.loads((baseline / "r.json").read_text(encoding="utf-8"))
     c = report["counts"]

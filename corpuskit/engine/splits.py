@@ -15,6 +15,7 @@ from typing import IO, Iterable, Iterator
 from corpuskit.engine import fs
 
 DEFAULT_SPLIT_BYTES = 64 << 20
+MIN_AUTO_SPLIT_BYTES = 1 << 20
 _SCAN = 1 << 16
 _SPLITTABLE = (".jsonl", ".txt")
 
@@ -65,8 +66,21 @@ def _next_line_start(fh, pos: int, size: int) -> int:
     return size
 
 
-def plan_splits(files: Iterable[str], split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Split]:
-    """Splits in input order; the same files and split size always give the same splits."""
+def auto_split_bytes(files: list[str], workers: int) -> int:
+    """DEFAULT_SPLIT_BYTES, or less where that would leave workers idle: about 4 splits per worker,
+    never under MIN_AUTO_SPLIT_BYTES (a split costs a task). Output never depends on it."""
+    if workers <= 1:
+        return DEFAULT_SPLIT_BYTES
+    total = sum(_size(f) for f in files if splittable(f))
+    return max(MIN_AUTO_SPLIT_BYTES, min(DEFAULT_SPLIT_BYTES, total // (4 * workers)))
+
+
+def plan_splits(files: Iterable[str], split_bytes: int | None = DEFAULT_SPLIT_BYTES, workers: int = 1) -> list[Split]:
+    """Splits in input order; the same files and split size always give the same splits
+    (`split_bytes` None: `auto_split_bytes` for `workers`)."""
+    files = list(files)
+    if split_bytes is None:
+        split_bytes = auto_split_bytes(files, workers)
     if split_bytes < 1:
         raise ValueError("split_bytes must be positive")
     out: list[Split] = []

@@ -75,9 +75,10 @@ def run_record_task(task: RecordTask) -> TaskResult:
 
 def record_tasks(files: Iterable[str], build_steps: Callable[[], list[Step]], encoding: str = "utf-8",
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
-                 split_bytes: int = DEFAULT_SPLIT_BYTES) -> Iterator[RecordTask]:
-    """Tasks in input order (lazily: inputs the runner reads are read as the executor asks for more)."""
-    for split in plan_splits(files, split_bytes):
+                 split_bytes: int | None = DEFAULT_SPLIT_BYTES, workers: int = 1) -> Iterator[RecordTask]:
+    """Tasks in input order (lazily: inputs the runner reads are read as the executor asks for more);
+    `split_bytes` None: sized for `workers` (splits.auto_split_bytes)."""
+    for split in plan_splits(files, split_bytes, workers):
         if splittable(split.path):
             yield RecordTask(build_steps, split, None, encoding, max_record_bytes)
             continue

@@ -14,7 +14,6 @@ from corpuskit.cli_util import (encoding_option, engine_options, from_option, ha
                                 max_record_option, progress, shard_options, warn, workers_option)
 from corpuskit.engine import fs, make_executor
 from corpuskit.engine.shards import MANIFEST, ShardedWriter
-from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES
 from corpuskit.engine.tasks import record_tasks, run_record_tasks
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, REPAIRS, TOO_LARGE, expand_inputs
 from corpuskit.ingest.bridges import SPLITS
@@ -51,7 +50,7 @@ class ConvertSteps:
 def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8", show_errors=20, repairs=(),
             category=None, report_path=None, split="none", system=None, alpaca_layout="newline",
             max_record_bytes=DEFAULT_MAX_RECORD_BYTES, engine="local", workers=1, ray_address=None,
-            split_bytes=DEFAULT_SPLIT_BYTES, shards=None, shard_bytes=None):
+            split_bytes=None, shards=None, shard_bytes=None):
     """Every input record to `output` (canonical) or `rejects_path` (with reason); return the report.
 
     The output, the rejects and the report (`report_path`) are published together or not at all.
@@ -59,7 +58,7 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     chooses the source); `system` is prepended to conversations without a system turn.
 
     Work runs on `engine` (`workers` processes, or Ray tasks): big .jsonl/.txt files are read in
-    byte-range splits of `split_bytes`, and results are written in input order, so the bytes never
+    byte-range splits of `split_bytes` (None: sized for the workers), and results are written in input order, so the bytes never
     depend on the engine, the workers or the split size. With `shards` or `shard_bytes`, `output`
     is a folder (published whole) of numbered parts + manifest.json + rejected.jsonl + report.json,
     which every command reads as input; `rejects_path` and `report_path` are then unused."""
@@ -70,14 +69,14 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
                          split if to == "source-target" else None, system)
     if repairs:
         report.details["repaired"] = {}
-    tasks = record_tasks(files, build, encoding, max_record_bytes, split_bytes)
     with make_executor(engine, workers, ray_address) as ex:
+        tasks = record_tasks(files, build, encoding, max_record_bytes, split_bytes, ex.workers)
         results = progress(run_record_tasks(ex, tasks), "convert", unit="task")
         if shards is None and shard_bytes is None:
             with _output_files(output, rejects_path, report_path) as outputs:
                 out, rej = outputs.open(output, "wb"), outputs.open(rejects_path)
-                _write(results, out.write, rej, report, show_errors)
-                _details(report, files, to, split, system, fmt, alpaca_layout)
+                tally = _write(results, out.write, rej, report, show_errors)
+                _details(report, files, tally, to, split, system, fmt, alpaca_layout)
                 if report_path:
                     outputs.write_json(report_path, report.to_json())
         else:
@@ -85,12 +84,12 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
                 writer = ShardedWriter(lambda name: folder.open(name, "wb"), "part", shards, shard_bytes, spool_dir)
                 try:
                     with folder.open("rejected.jsonl", "w") as rej:
-                        _write(results, writer.write, rej, report, show_errors)
+                        tally = _write(results, writer.write, rej, report, show_errors)
                     manifest = writer.close()
                 except BaseException:
                     writer.abort()
                     raise
-                _details(report, files, to, split, system, fmt, alpaca_layout)
+                _details(report, files, tally, to, split, system, fmt, alpaca_layout)
                 report.details["shards"] = len(manifest["shards"])
                 for name, text in ((MANIFEST, _json_text(manifest)), ("report.json", _json_text(report.to_json())),
                                    ("report.md", report.to_markdown())):
@@ -125,8 +124,9 @@ def _output_folder(path):
         yield fs.Folder(opener), str(tmp)
 
 
-def _write(results, write_data, rej, report: StageReport, show_errors: int) -> None:
-    """Results (in input order) to the output and the rejects; counts into `report`."""
+def _write(results, write_data, rej, report: StageReport, show_errors: int) -> tuple[dict, dict]:
+    """Results (in input order) to the output and the rejects; counts into `report`. Returns the
+    raw items read per file and the steps' counters."""
     shown = 0
     items_per_file: dict[str, int] = {}
     counters: dict[str, int] = {}
@@ -143,11 +143,12 @@ def _write(results, write_data, rej, report: StageReport, show_errors: int) -> N
                 shown += 1
         for key, n in res.counters.items():
             counters[key] = counters.get(key, 0) + n
-    report.details["_items"], report.details["_counters"] = items_per_file, counters
+    return items_per_file, counters
 
 
-def _details(report: StageReport, files: list[str], to, split, system, fmt, alpaca_layout) -> None:
-    items_per_file, counters = report.details.pop("_items"), report.details.pop("_counters")
+def _details(report: StageReport, files: list[str], tally: tuple[dict, dict], to, split, system, fmt,
+             alpaca_layout) -> None:
+    items_per_file, counters = tally
     if "repaired" in report.details:  # in the order the repairs were first applied
         report.details["repaired"] = {k.removeprefix("repaired."): n for k, n in counters.items()
                                       if k.startswith("repaired.")}

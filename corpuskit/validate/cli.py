@@ -10,7 +10,7 @@ from corpuskit.cli_util import (encoding_option, engine_options, handle_errors, 
                                 workers_option)
 from corpuskit.engine import make_executor
 from corpuskit.engine.runner import LineNumbers
-from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES, plan_splits
+from corpuskit.engine.splits import DEFAULT_SPLIT_BYTES, auto_split_bytes, plan_splits
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, FORMATS, InputError, expand_inputs
 from corpuskit.outputs import dumps
 from corpuskit.validate.files import FileResult, SplitCheck, merge_split_results, validate_split
@@ -28,14 +28,16 @@ def _targets(inputs: tuple[str, ...]) -> Iterator[str | FileResult]:
 
 def _run(targets: list[str | FileResult], schema: str, encoding: str, max_errors: int, workers: int,
          fmt: str | None = None, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, engine: str = "local",
-         ray_address: str | None = None, split_bytes: int = DEFAULT_SPLIT_BYTES) -> Iterator[FileResult]:
+         ray_address: str | None = None, split_bytes: int | None = DEFAULT_SPLIT_BYTES) -> Iterator[FileResult]:
     """Results in input order, whatever the engine, number of workers or split size: every file is read
     in byte-range splits (big .jsonl/.txt) that run in parallel, and each file's splits are merged."""
-    plan = [t if isinstance(t, FileResult) else plan_splits([t], split_bytes) for t in targets]
-    tasks = [SplitCheck(s, schema, encoding, max_errors, fmt, max_record_bytes)
-             for p in plan if isinstance(p, list) for s in p]
-    numbers = LineNumbers()
     with make_executor(engine, workers, ray_address) as ex:
+        if split_bytes is None:  # sized for the workers, over all the files (splits.auto_split_bytes)
+            split_bytes = auto_split_bytes([t for t in targets if not isinstance(t, FileResult)], ex.workers)
+        plan = [t if isinstance(t, FileResult) else plan_splits([t], split_bytes) for t in targets]
+        tasks = [SplitCheck(s, schema, encoding, max_errors, fmt, max_record_bytes)
+                 for p in plan if isinstance(p, list) for s in p]
+        numbers = LineNumbers()
         results = iter(progress(ex.map(validate_split, tasks), "validate", total=len(tasks), unit="split"))
         for p in plan:
             if isinstance(p, FileResult):
