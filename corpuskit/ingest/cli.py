@@ -58,10 +58,11 @@ def convert(inputs, output, rejects_path, fmt="auto", to=None, encoding="utf-8",
     chooses the source); `system` is prepended to conversations without a system turn.
 
     Work runs on `engine` (`workers` processes, or Ray tasks): big .jsonl/.txt files are read in
-    byte-range splits of `split_bytes` (None: sized for the workers), and results are written in input order, so the bytes never
-    depend on the engine, the workers or the split size. With `shards` or `shard_bytes`, `output`
-    is a folder (published whole) of numbered parts + manifest.json + rejected.jsonl + report.json,
-    which every command reads as input; `rejects_path` and `report_path` are then unused."""
+    byte-range splits of `split_bytes` (None: sized for the workers), and results are written in
+    input order, so the bytes never depend on the engine, the workers or the split size. With
+    `shards` or `shard_bytes`, `output` is a folder (published whole) of numbered parts +
+    manifest.json + rejected.jsonl + report.json, which every command reads as input;
+    `rejects_path` and `report_path` are then unused."""
     files = expand_inputs(inputs)
     report = StageReport("convert", inputs=files)
     kind = "pretrain" if to == "source-target" else to
