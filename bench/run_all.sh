@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-for b in validate clean clean_zh bucket vocab render render_overhead pack train_packing preference; do
+for b in validate clean clean_zh bucket vocab render render_overhead pack train_packing preference engine; do
   echo "== bench/bench_$b.py"
   "$PY" "bench/bench_$b.py"
 done
