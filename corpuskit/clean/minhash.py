@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from corpuskit.clean.normalize import dedup_form
 
@@ -133,7 +132,7 @@ class _FormTables:
                 self.flags[cp] = self.SLOW
                 continue
             self.length[cp] = len(out)
-            self.exp[cp, :len(out)] = [ord(c) for c in out]
+            self.exp[cp, :len(out)] = [32 if c.isspace() else ord(c) for c in out]  # spaces collapse to " "
             if len(out) > 1:
                 self.flags[cp] = self.MULTI
             elif out.isspace():
@@ -175,7 +174,7 @@ class FormBatch:
         np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=n), out=bounds[1:])
         in_bounds = bounds
         astral = bool(len(raw)) and int(raw.max()) > 0xFFFF
-        low = raw & np.uint32(0xFFFF) if astral else raw
+        low = (raw & np.uint32(0xFFFF) if astral else raw).astype(np.intp)  # one index cast for every lookup
         flags = tab.flags.take(low)
         special = np.flatnonzero(flags & (tab.SLOW | tab.MULTI))
         slow = special[flags[special] == tab.SLOW]
@@ -200,9 +199,7 @@ class FormBatch:
         lead = np.ones(len(codes), dtype=bool)
         lead[1:] = space[:-1]
         lead[bounds[:-1][bounds[:-1] < len(codes)]] = True
-        drop = np.flatnonzero(space & lead)
-        if len(space) and space.any():
-            codes = np.where(space, np.uint32(32), codes)
+        drop = np.flatnonzero(space & lead)  # (every whitespace character already maps to " ")
         if len(drop):
             codes = np.delete(codes, drop)
             bounds = bounds - np.searchsorted(drop, bounds)
@@ -309,9 +306,18 @@ class Signer:
         if params.sketch not in SKETCHES:
             raise ValueError(f"sketch must be one of {SKETCHES}, got {params.sketch!r}")
         self.params = params
-        a, b = MinHash(num_perm=params.num_perm, seed=params.seed).permutations
-        self.a = np.asarray(a, dtype=np.uint32)[:, None]
-        self.b = np.asarray(b, dtype=np.uint32)[:, None]
+        self._ab: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def permutations(self) -> tuple[np.ndarray, np.ndarray]:
+        """datasketch's (a, b) for the seed, as (num_perm x 1) columns; datasketch is imported only
+        here and for its LSH index (with scipy it adds ~60 MB to every process)."""
+        if self._ab is None:
+            from datasketch import MinHash
+
+            a, b = MinHash(num_perm=self.params.num_perm, seed=self.params.seed).permutations
+            self._ab = np.asarray(a, dtype=np.uint32)[:, None], np.asarray(b, dtype=np.uint32)[:, None]
+        return self._ab
 
     def signature(self, text: str) -> np.ndarray:
         return self.signatures(FormBatch([text]))[0]
@@ -341,10 +347,11 @@ class Signer:
         """affine32: per-permutation minimum of a*h + b mod 2^32 over 32-bit shingle hashes at once
         (bit-identical to datasketch's MinHash.update_batch with the same seed)."""
         sig = np.full(self.params.num_perm, np.uint32(0xFFFFFFFF), dtype=np.uint32)
+        pa, pb = self.permutations
         with np.errstate(over="ignore"):
             for start in range(0, len(hashes), _BLOCK):
                 block = hashes[start:start + _BLOCK][None, :]
-                np.minimum(sig, (self.a * block + self.b).min(axis=1), out=sig)
+                np.minimum(sig, (pa * block + pb).min(axis=1), out=sig)
         return sig
 
 
@@ -402,6 +409,8 @@ class DatasketchBands:
             return len(self.hashvalues)
 
     def __init__(self, num_perm: int, bands: int, rows: int):
+        from datasketch import MinHashLSH
+
         self.lsh = MinHashLSH(num_perm=num_perm, params=(bands, rows))
 
     def query_insert(self, i: int, sig: np.ndarray, keys: list[int] | None = None) -> list[int]:
@@ -562,6 +571,11 @@ class BorderlineResolver:
     @property
     def done(self) -> bool:
         return not self.earlier_of
+
+    @property
+    def last_needed(self) -> int:
+        """The last record that still has to be compared (-1 if none)."""
+        return max(self.earlier_of, default=-1)
 
     def wants(self, i: int) -> bool:
         return i in self.earlier_of or i in self.open_partners

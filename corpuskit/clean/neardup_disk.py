@@ -492,7 +492,7 @@ class NearDup:
         self.other_per_record = other_per_record
         bands, _ = choose_bands(params.threshold, params.num_perm)
         # measured by bench/bench_clean.py: signature + band index + union-find, plus a margin
-        self.memory_per_record = 4 * params.num_perm + 80 * bands + 300 + (5000 if params.lsh_index == "datasketch" else 0)
+        self.memory_per_record = 4 * params.num_perm + 100 * bands + 300 + (5000 if params.lsh_index == "datasketch" else 0)
         if force == "disk":
             self._to_disk()
 

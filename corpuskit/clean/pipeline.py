@@ -24,18 +24,19 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from corpuskit.clean.config import CleanConfig
 from corpuskit.clean.doc import Doc
 from corpuskit.clean.exact import ExactIndex, exact_key_of_form
-from corpuskit.clean.minhash import FormBatch, MinHashParams, Signer, band_key_matrix, choose_bands, shingle_hashes
+from corpuskit.clean.minhash import FormBatch, MinHashParams, Signer, band_key_matrix, batch_token_ids, choose_bands, \
+    ngram_hashes
 from corpuskit.clean.neardup_disk import MemoryBudget, NearDup, TooManyRecords
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
-from corpuskit.ingest import InputError, expand_inputs, iter_records
+from corpuskit.ingest import InputError, RawItem, convert_value, expand_inputs, iter_records, read_raw
 from corpuskit.outputs import atomic_dir, dumps
 from corpuskit.records import PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.report import StageReport
@@ -338,11 +339,13 @@ def _reject(report: StageReport, events, rej: Rejected) -> None:
     events.write(dumps(rej.to_json()) + "\n")
 
 
-def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str,
-            total: int) -> Iterator[tuple[str, Record | Rejected, int | None]]:
+def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str, total: int,
+            convert: Callable[[int], bool] | None = None) -> Iterator[tuple[str, Record | RawItem, int | None]]:
     """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
-    Fails with a clear error if the input changed between the passes."""
-    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding), desc, total=total))
+    `convert`: which candidates are wanted as records (the others stay raw items, which saves
+    converting them); by default all. Fails with a clear error if the input changed between the
+    passes."""
+    items = iter(progress(read_raw(files, opts.encoding), desc, total=total))
     cand = 0
     with open(events_path, encoding="utf-8") as events:
         for event, item in zip(events, items):
@@ -352,9 +355,12 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
                     raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
                 yield event, item, None
                 continue
-            if isinstance(item, Rejected) or item.origin != origins[cand]:
+            rec = item
+            if item.error is None and (convert is None or convert(cand)):
+                rec = convert_value(item.value, item.origin, opts.fmt)
+            if item.error is not None or isinstance(rec, Rejected) or item.origin != origins[cand]:
                 raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
-            yield event, item, cand
+            yield event, rec, cand
             cand += 1
         leftover = next(events, None) or next(items, None)
     if cand != len(origins) or leftover is not None:
@@ -364,20 +370,35 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
 def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
                         index: NearDup) -> dict:
     """Extra pass, only when some LSH pairs were too close to the threshold to decide on the
-    estimate: re-read those records and compare their exact shingle sets."""
+    estimate: re-read those records and compare their exact shingle sets. Only those records are
+    converted and normalised; their shingles are hashed a chunk at a time, fed in input order."""
     resolver = index.resolver()
     if not resolver.needed:
         return {"verify_pass": False}
     normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     mh = opts.minhash
-    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins))
+    last = resolver.last_needed
+    pending: list[tuple[int, str]] = []
+
+    def feed() -> None:
+        hashes, off = ngram_hashes(*batch_token_ids(FormBatch([t for _, t in pending]), mh.shingle), mh.ngram)
+        top = (hashes >> np.uint64(32)).astype(np.uint32)  # the values `shingle_hashes` gives
+        for k, (cand, _) in enumerate(pending):
+            resolver.feed(cand, np.unique(top[off[k]:off[k + 1]]))
+        pending.clear()
+
+    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins),
+                     convert=resolver.wants)
     with contextlib.closing(replay):
         for _, item, cand in replay:
             if cand is not None and resolver.wants(cand):
-                text = normalizer.normalized(item)[0].content_text()
-                resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
-                if resolver.done:
+                pending.append((cand, normalizer.normalized(item)[0].content_text()))
+                if len(pending) >= CHUNK or cand >= last:
+                    feed()
+                if cand >= last:
                     break  # the write pass re-reads (and re-checks) the whole input anyway
+    if pending:
+        feed()
     return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
 
 
