@@ -258,3 +258,20 @@ def test_auto_switches_to_disk_when_the_budget_is_exceeded(near_copies_corpus, t
 def test_bad_memory_option_is_a_usage_error(near_copies_corpus, tmp_path):
     r = run("clean", near_copies_corpus, "-o", tmp_path / "o", "--memory", "lots", ok=False)
     assert r.exit_code == 2 and "--memory" in r.output and "not a size" in r.output
+
+
+def test_inputs_past_the_small_size_move_to_disk_by_default(near_copies_corpus, tmp_path, monkeypatch):
+    """Past SMALL records the disk path is cheaper too, so a default run moves there (SMALL is
+    lowered here so a test-sized input crosses it); output as with the in-memory path."""
+    from corpuskit.clean import neardup_disk
+
+    ref = tmp_path / "ref"
+    run("clean", near_copies_corpus, "-o", ref, "--filters", "none")
+    assert json.loads((ref / "report.json").read_text(encoding="utf-8"))["details"]["dedup"]["path"] == "memory"
+    monkeypatch.setattr(neardup_disk, "SMALL", 600)
+    out = tmp_path / "out"
+    run("clean", near_copies_corpus, "-o", out, "--filters", "none")
+    dedup = json.loads((out / "report.json").read_text(encoding="utf-8"))["details"]["dedup"]
+    assert dedup["path"] == "disk" and 256 <= dedup["switched_at_record"] <= 600
+    for name in ("clean.jsonl", "rejected.jsonl"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes()

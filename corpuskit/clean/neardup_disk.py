@@ -476,10 +476,15 @@ class DiskNearDup:
 
 # ---- the facade clean uses -----------------------------------------------------------------
 
+SMALL = 8192  # records: past this the sort-merge join costs less CPU than the in-memory index
+
+
 class NearDup:
-    """Chooses the path: today's in-memory index while it fits the memory budget, else the disk
-    path; the switch hands every signature seen so far to the disk index, so results never
-    depend on which path ran (tested)."""
+    """Chooses the path: the in-memory index for small inputs (up to SMALL records, and while it
+    fits the memory budget), else the disk path, which also costs less CPU per record once the
+    input is not small (4.6 vs 17.8 µs per record in the main process, docs/benchmarks.md). The
+    switch hands every signature seen so far to the disk index, so results never depend on which
+    path ran (tested)."""
 
     def __init__(self, params: MinHashParams, scratch: Path, budget: MemoryBudget = MemoryBudget(),
                  force: str | None = None, other_per_record: int = 0):
@@ -518,7 +523,7 @@ class NearDup:
         if self.path == "memory":
             n = self.n + len(sigs)
             need = self.base_rss + n * (self.memory_per_record + self.other_per_record)
-            if self.force != "memory" and need > self.budget.allows(n):
+            if self.force != "memory" and (need > self.budget.allows(n) or n > SMALL):
                 self._to_disk()
         if self.path == "memory":
             keys_list = keys.tolist() if keys is not None else [None] * len(sigs)
