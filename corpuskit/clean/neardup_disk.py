@@ -487,19 +487,16 @@ class NearDup:
     path ran (tested)."""
 
     def __init__(self, params: MinHashParams, scratch: Path, budget: MemoryBudget = MemoryBudget(),
-                 force: str | None = None, other_per_record: int = 0):
+                 other_per_record: int = 0):
         self.params, self.scratch, self.budget = params, Path(scratch), budget
         self.index: NearDupIndex | DiskNearDup = NearDupIndex(params)
         self.path = "memory"
         self.switched_at = 0
         self.base_rss: int | None = None  # measured at the first batch, once the worker pool runs
-        self.force = force
         self.other_per_record = other_per_record
         bands, _ = choose_bands(params.threshold, params.num_perm)
         # measured by bench/bench_clean.py: signature + band index + union-find, plus a margin
         self.memory_per_record = 4 * params.num_perm + 100 * bands + 300 + (5000 if params.lsh_index == "datasketch" else 0)
-        if force == "disk":
-            self._to_disk()
 
     @property
     def n(self) -> int:
@@ -523,7 +520,7 @@ class NearDup:
         if self.path == "memory":
             n = self.n + len(sigs)
             need = self.base_rss + n * (self.memory_per_record + self.other_per_record)
-            if self.force != "memory" and (need > self.budget.allows(n) or n > SMALL):
+            if need > self.budget.allows(n) or n > SMALL:
                 self._to_disk()
         if self.path == "memory":
             keys_list = keys.tolist() if keys is not None else [None] * len(sigs)

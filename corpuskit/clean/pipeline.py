@@ -8,7 +8,8 @@ pairs were borderline (estimate within 3 standard errors of the threshold), a ve
 the input and decides them on exact Jaccard. The write pass re-reads the input and writes kept
 records (normalised again: texts are never held in memory) to clean.jsonl and every dropped record
 to rejected.jsonl, both in input order. Near-duplicates are only decided at the end because a
-later record can join two clusters.
+later record can join two clusters; their state is an in-memory index for small inputs and sorted
+runs on disk otherwise (`neardup_disk.NearDup` chooses, within `--memory`; same output).
 """
 
 from __future__ import annotations
