@@ -275,3 +275,15 @@ def test_inputs_past_the_small_size_move_to_disk_by_default(near_copies_corpus, 
     assert dedup["path"] == "disk" and 256 <= dedup["switched_at_record"] <= 600
     for name in ("clean.jsonl", "rejected.jsonl"):
         assert (out / name).read_bytes() == (ref / name).read_bytes()
+
+
+def test_a_large_calling_process_keeps_small_inputs_in_memory(near_copies_corpus, tmp_path, monkeypatch):
+    """clean run in-process by a caller already past the default budget (a notebook, a test
+    runner): small inputs keep the in-memory path; an explicit --memory is still obeyed."""
+    from corpuskit.clean import neardup_disk
+
+    monkeypatch.setattr(neardup_disk, "tree_rss", lambda: 2 << 30)
+    for extra, path in (([], "memory"), (["--memory", "1G"], "disk")):
+        out = tmp_path / path
+        run("clean", near_copies_corpus, "-o", out, "--filters", "none", *extra)
+        assert json.loads((out / "report.json").read_text(encoding="utf-8"))["details"]["dedup"]["path"] == path
