@@ -504,7 +504,7 @@ def test_pass_one_streams_with_bounded_read_ahead(canonical):
                 yield rec
 
         stream = _prepared(endless(), CleanOptions(default_config(), workers=workers))
-        for k, (chunk, results, _) in enumerate(stream):
+        for k, (chunk, results, *_) in enumerate(stream):
             assert len(results) == len(chunk) == CHUNK
             assert consumed <= (k + 1 + 4 * workers) * CHUNK
             if k == 12:

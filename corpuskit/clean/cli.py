@@ -7,7 +7,8 @@ import os
 import click
 
 from corpuskit.clean.config import ConfigError, load_config
-from corpuskit.clean.minhash import SHINGLES, MinHashParams
+from corpuskit.clean.minhash import SHINGLES, SKETCHES, MinHashParams
+from corpuskit.clean.neardup_disk import MemoryBudget
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
 from corpuskit.cli_util import (FloatRange, UsageProblem, encoding_option, from_option, handle_errors,
                                 inputs_argument, max_record_option, seed_option, workers_option)
@@ -22,6 +23,13 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
     if bad or not methods or len(set(methods)) != len(methods):
         raise click.BadParameter(f"{value!r}: use none, exact, minhash or exact,minhash")
     return tuple(m for m in DEDUP_METHODS if m in methods)
+
+
+def _parse_memory(ctx, param, value: str) -> MemoryBudget:
+    try:
+        return MemoryBudget.parse(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from e
 
 
 @click.command("clean")
@@ -46,14 +54,21 @@ def _parse_dedup(ctx, param, value: str) -> tuple[str, ...]:
 @click.option("--lsh-index", type=click.Choice(["compact", "datasketch"]), default="compact", show_default=True,
               help="LSH band index: compact (dedup state ~2.1 kB/record) or datasketch's MinHashLSH "
                    "(~7.3 kB/record); same results.")
+@click.option("--sketch", type=click.Choice(SKETCHES), default="rensa", show_default=True,
+              help="MinHash sketch: rensa's R-MinHash (fast), or affine32 (bit-identical to datasketch's MinHash).")
+@click.option("--memory", "memory", default="auto", show_default=True, metavar="auto|SIZE", callback=_parse_memory,
+              help="Memory budget for the whole run (all workers), e.g. 8G. auto: 400 MB + 300 bytes per record. "
+                   "Near-dup state stays in memory while it fits, else it moves to sorted runs on disk (same output).")
+@click.option("--tmp-dir", type=click.Path(file_okay=False), default=None,
+              help="Scratch folder for near-dup runs on disk (default: beside the output; removed at the end).")
 @workers_option
 @seed_option
 @from_option
 @encoding_option
 @max_record_option
 @handle_errors
-def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, workers, seed, fmt,
-              encoding, max_record_bytes):
+def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, sketch, memory,
+              tmp_dir, workers, seed, fmt, encoding, max_record_bytes):
     """Normalise text, drop low-quality records (mojibake, HTML/JS left-overs, menus and
     boilerplate, random characters; Gopher, FineWeb and C4 rules, with Chinese thresholds for
     Chinese records), and remove exact and MinHash near-duplicates, keeping the earliest record of
@@ -78,8 +93,9 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
         raise UsageProblem(str(e)) from e
     opts = CleanOptions(config=config, dedup=dedup,
                         minhash=MinHashParams(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
-                                              threshold=threshold, lsh_index=lsh_index),
-                        workers=workers, fmt=fmt, encoding=encoding, max_record_bytes=max_record_bytes)
+                                              threshold=threshold, lsh_index=lsh_index, sketch=sketch),
+                        workers=workers, fmt=fmt, encoding=encoding, max_record_bytes=max_record_bytes,
+                        memory=memory, tmp_dir=tmp_dir)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {os.path.join(outdir, 'clean.jsonl')} ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)

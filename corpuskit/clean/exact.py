@@ -11,7 +11,12 @@ from corpuskit.clean.normalize import dedup_form
 
 
 def exact_key(text: str) -> bytes:
-    return hashlib.blake2b(dedup_form(text).encode("utf-8"), digest_size=16).digest()
+    return exact_key_of_form(dedup_form(text))
+
+
+def exact_key_of_form(form: str) -> bytes:
+    """`exact_key` of a text whose dedup form is already computed (clean batches the forms)."""
+    return hashlib.blake2b(form.encode("utf-8"), digest_size=16).digest()
 
 
 class ExactIndex:

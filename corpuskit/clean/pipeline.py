@@ -8,7 +8,8 @@ pairs were borderline (estimate within 3 standard errors of the threshold), a ve
 the input and decides them on exact Jaccard. The write pass re-reads the input and writes kept
 records (normalised again: texts are never held in memory) to clean.jsonl and every dropped record
 to rejected.jsonl, both in input order. Near-duplicates are only decided at the end because a
-later record can join two clusters.
+later record can join two clusters; their state is an in-memory index for small inputs and sorted
+runs on disk otherwise (`neardup_disk.NearDup` chooses, within `--memory`; same output).
 """
 
 from __future__ import annotations
@@ -16,23 +17,27 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import tempfile
 import time
 from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from corpuskit.clean.config import CleanConfig
 from corpuskit.clean.doc import Doc
-from corpuskit.clean.exact import ExactIndex, exact_key
-from corpuskit.clean.minhash import MinHashParams, NearDupIndex, Signer, band_keys, choose_bands, shingle_hashes
+from corpuskit.clean.exact import ExactIndex, exact_key_of_form
+from corpuskit.clean.minhash import FormBatch, MinHashParams, Signer, band_key_matrix, batch_token_ids, choose_bands, \
+    ngram_hashes
+from corpuskit.clean.neardup_disk import MemoryBudget, NearDup, TooManyRecords
 from corpuskit.clean.normalize import normalize_steps
 from corpuskit.cli_util import progress
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs, iter_records
+from corpuskit.ingest import (DEFAULT_MAX_RECORD_BYTES, InputError, RawItem, convert_value, expand_inputs,
+                              iter_records, read_raw)
 from corpuskit.outputs import atomic_dir, dumps
 from corpuskit.pool import worker_pool
 from corpuskit.records import PREFERENCE, PRETRAIN, SFT, Origin, Record, Rejected
@@ -52,6 +57,8 @@ class CleanOptions:
     fmt: str = "auto"
     encoding: str = "utf-8"
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    memory: MemoryBudget = field(default_factory=MemoryBudget)  # near-dup: in memory while it fits, else disk
+    tmp_dir: str | None = None  # near-dup scratch folder (default: beside the output)
 
 
 # ---- per-record work (runs in worker processes) -------------------------------------------
@@ -67,8 +74,7 @@ class FilterReject(NamedTuple):
 class Prepared(NamedTuple):
     steps: list[str]
     key: bytes | None  # exact-dedup key
-    sig: np.ndarray | None  # MinHash signature
-    band_keys: list[int] | None = None
+    row: int = -1  # row of the record's MinHash signature and band keys in its chunk's matrices
     script: str = ""
 
 
@@ -91,8 +97,9 @@ class _Worker:
 
         return rec.with_content(fn), steps
 
-    def prepare(self, rec: Record, timings: Counter) -> tuple:
-        """The record's fate as far as it can be decided alone: rejected, or its dedup keys."""
+    def prepare(self, rec: Record, timings: Counter) -> FilterReject | tuple[Prepared, str]:
+        """The record's fate as far as it can be decided alone: rejected, or passed (with the
+        text its dedup keys are computed from, batched in `prepare_chunk`)."""
         t = time.perf_counter()
         rec, steps = self.normalized(rec)
         timings["normalize"] += time.perf_counter() - t
@@ -116,27 +123,42 @@ class _Worker:
                     return FilterReject(sorted(steps), f.name, rule, f"{label} reply: {message}" if label else message,
                                         script)
         text = rec.dedup_text() if rec.kind == PREFERENCE else docs[0][1].text
-        t = time.perf_counter()
-        key = exact_key(text) if self.want_key else None
-        timings["exact_key"] += time.perf_counter() - t
-        t = time.perf_counter()
-        sig = self.signer.signature(text) if self.signer else None
-        timings["signature"] += time.perf_counter() - t
-        return Prepared(sorted(steps), key, sig, script=script)
+        return Prepared(sorted(steps), None, script=script), text
 
-    def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict]:
-        """Results in chunk order; signed records also get their LSH band keys, computed here for
-        the whole chunk at once so the main process only does dictionary lookups."""
+    def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict, np.ndarray | None, np.ndarray | None]:
+        """Results in chunk order, plus the MinHash signatures and LSH band keys of the records
+        that passed the filters (one matrix row each, `Prepared.row`): dedup forms, shingles and
+        signatures are computed for the whole chunk at once, so the main process only indexes."""
         timings: Counter = Counter()
-        results = [None if r is None else self.prepare(r, timings) for r in chunk]
-        signed = [k for k, res in enumerate(results) if isinstance(res, Prepared) and res.sig is not None]
-        if signed:
+        results: list = []
+        passed, texts = [], []
+        for r in chunk:
+            res = None if r is None else self.prepare(r, timings)
+            if isinstance(res, tuple) and isinstance(res[0], Prepared):
+                passed.append(len(results))
+                texts.append(res[1])
+                res = res[0]
+            results.append(res)
+        sigs = keys = None
+        if texts and (self.want_key or self.signer):
             t = time.perf_counter()
-            keys = band_keys(np.stack([results[k].sig for k in signed]), *self.bands)
-            for k, kk in zip(signed, keys):
-                results[k] = results[k]._replace(band_keys=kk)
-            timings["band_keys"] += time.perf_counter() - t
-        return results, dict(timings)
+            forms = FormBatch(texts)
+            timings["dedup_form"] += time.perf_counter() - t
+            if self.want_key:
+                t = time.perf_counter()
+                for k, form in zip(passed, forms.strings()):
+                    results[k] = results[k]._replace(key=exact_key_of_form(form))
+                timings["exact_key"] += time.perf_counter() - t
+            if self.signer:
+                t = time.perf_counter()
+                sigs = self.signer.signatures(forms)
+                timings["signature"] += time.perf_counter() - t
+                t = time.perf_counter()
+                keys = band_key_matrix(sigs, *self.bands)
+                for row, k in enumerate(passed):
+                    results[k] = results[k]._replace(row=row)
+                timings["band_keys"] += time.perf_counter() - t
+        return results, dict(timings), sigs, keys
 
 
 def _emptied(rec: Record) -> str | None:
@@ -166,7 +188,7 @@ def _init_worker(opts: CleanOptions) -> None:
     _WORKER = _Worker(opts)
 
 
-def _run_chunk(chunk: list[Record | None]) -> tuple[list, dict]:
+def _run_chunk(chunk: list[Record | None]) -> tuple:
     return _WORKER.prepare_chunk(chunk)
 
 
@@ -181,8 +203,8 @@ def _records_only(chunk: list) -> list[Record | None]:
     return [r if isinstance(r, Record) else None for r in chunk]
 
 
-def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterator[tuple[list, list, dict]]:
-    """(chunk, results, timings) in input order; at most 4 chunks per worker in flight, so memory
+def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterator[tuple]:
+    """(chunk, results, timings, signatures, band keys) in input order; at most 4 chunks per worker in flight, so memory
     stays bounded however large the input is (Pool.imap would read the whole input ahead)."""
     chunks = _chunks(items, CHUNK)
     if opts.workers <= 1:
@@ -269,20 +291,34 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     if "minhash" in opts.dedup:
         dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed,
                           lsh_index=mh.lsh_index)
-    with atomic_dir(outdir, "clean") as tmp:
+    with atomic_dir(outdir, "clean") as tmp, contextlib.ExitStack() as stack:
         events_path = tmp / ".events"
         origins = _Origins(files)
-        index = NearDupIndex(mh) if "minhash" in opts.dedup else None
+        index = None
+        if "minhash" in opts.dedup:
+            if opts.tmp_dir:
+                Path(opts.tmp_dir).mkdir(parents=True, exist_ok=True)
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".neardup.", dir=opts.tmp_dir or tmp)))
+            # besides the near-dup state, each record that reaches dedup holds an origin (6 bytes)
+            # and, with exact dedup, one dict entry (~120 bytes)
+            index = NearDup(mh, scratch, opts.memory, other_per_record=6 + (120 if "exact" in opts.dedup else 0))
+            stack.callback(index.close)
         by_category = _ByCategory()
         t0 = time.perf_counter()
-        counts = _pass_one(files, opts, report, events_path, origins, index, by_category)
+        try:
+            counts = _pass_one(files, opts, report, events_path, origins, index, by_category)
+        except TooManyRecords as e:
+            raise InputError(files[-1], str(e)) from e
         report.time("pass1", time.perf_counter() - t0)
         if index is not None:
+            t0 = time.perf_counter()
+            index.finish()
+            report.time("neardup_join", time.perf_counter() - t0)
             t0 = time.perf_counter()
             dedup_info.update(_resolve_borderline(files, opts, report, events_path, origins, index))
             report.time("verify_pass", time.perf_counter() - t0)
             b, r = index.bands_rows
-            dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats)
+            dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats, **index.describe())
         t0 = time.perf_counter()
         _pass_two(files, opts, report, events_path, origins, index, tmp, by_category)
         report.time("pass2", time.perf_counter() - t0)
@@ -290,12 +326,13 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
         report.details["dedup"] = dedup_info
         report.details.update(counts)
         report.details["by_category"] = by_category.to_json()
+        stack.close()  # the near-dup scratch folder goes before the output is published
         report.write(tmp)
     return report
 
 
 def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
-              origins: _Origins, index: NearDupIndex | None, by_category: _ByCategory) -> dict:
+              origins: _Origins, index: NearDup | None, by_category: _ByCategory) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
     by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
     if opts.config.normalize.active:
@@ -307,10 +344,11 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     items = progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes),
                      "clean: filter + signatures")
     with open(events_path, "w", encoding="utf-8", newline="\n") as events:
-        for chunk, results, timings in _prepared(items, opts):
+        for chunk, results, timings, sigs, keys in _prepared(items, opts):
             for name, secs in timings.items():
                 report.time(name, secs)
             t = time.perf_counter()
+            rows = []  # signature rows of this chunk's records that reach near-dup, in order
             for item, res in zip(chunk, results):
                 if isinstance(item, Rejected):
                     by_category.reject(UNREADABLE, item.reason)
@@ -349,9 +387,10 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
                             detail={"duplicate_of": where.to_json(), "similarity": 1.0}))
                         continue
                 origins.add(item.origin)
-                if index is not None:
-                    index.add(res.sig, res.band_keys)
+                rows.append(res.row)
                 events.write(_CANDIDATE)
+            if index is not None and rows:
+                index.add_batch(sigs[rows], keys[rows])
             report.time("dedup_index", time.perf_counter() - t)
     return {"normalized": dict(sorted(normalized.items())),
             "scripts": dict(sorted(scripts.items())),
@@ -365,11 +404,13 @@ def _reject(report: StageReport, events, rej: Rejected) -> None:
     events.write(dumps(rej.to_json()) + "\n")
 
 
-def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str,
-            total: int) -> Iterator[tuple[str, Record | Rejected, int | None]]:
+def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str, total: int,
+            convert: Callable[[int], bool] | None = None) -> Iterator[tuple[str, Record | RawItem, int | None]]:
     """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
-    Fails with a clear error if the input changed between the passes."""
-    items = iter(progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes), desc, total=total))
+    `convert`: which candidates are wanted as records (the others stay raw items, which saves
+    converting them); by default all. Fails with a clear error if the input changed between the
+    passes."""
+    items = iter(progress(read_raw(files, opts.encoding, opts.max_record_bytes), desc, total=total))
     cand = 0
     with open(events_path, encoding="utf-8") as events:
         for event, item in zip(events, items):
@@ -379,9 +420,12 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
                     raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
                 yield event, item, None
                 continue
-            if isinstance(item, Rejected) or item.origin != origins[cand]:
+            rec = item
+            if item.error is None and (convert is None or convert(cand)):
+                rec = convert_value(item.value, item.origin, opts.fmt)
+            if item.error is not None or isinstance(rec, Rejected) or item.origin != origins[cand]:
                 raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
-            yield event, item, cand
+            yield event, rec, cand
             cand += 1
         leftover = next(events, None) or next(items, None)
     if cand != len(origins) or leftover is not None:
@@ -389,27 +433,42 @@ def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, des
 
 
 def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-                        index: NearDupIndex) -> dict:
+                        index: NearDup) -> dict:
     """Extra pass, only when some LSH pairs were too close to the threshold to decide on the
-    estimate: re-read those records and compare their exact shingle sets."""
+    estimate: re-read those records and compare their exact shingle sets. Only those records are
+    converted and normalised; their shingles are hashed a chunk at a time, fed in input order."""
     resolver = index.resolver()
     if not resolver.needed:
         return {"verify_pass": False}
     normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     mh = opts.minhash
-    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins))
+    last = resolver.last_needed
+    pending: list[tuple[int, str]] = []
+
+    def feed() -> None:
+        hashes, off = ngram_hashes(*batch_token_ids(FormBatch([t for _, t in pending]), mh.shingle), mh.ngram)
+        top = (hashes >> np.uint64(32)).astype(np.uint32)  # the values `shingle_hashes` gives
+        for k, (cand, _) in enumerate(pending):
+            resolver.feed(cand, np.unique(top[off[k]:off[k + 1]]))
+        pending.clear()
+
+    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins),
+                     convert=resolver.wants)
     with contextlib.closing(replay):
         for _, item, cand in replay:
             if cand is not None and resolver.wants(cand):
-                text = normalizer.normalized(item)[0].dedup_text()
-                resolver.feed(cand, shingle_hashes(text, mh.ngram, mh.shingle))
-                if resolver.done:
+                pending.append((cand, normalizer.normalized(item)[0].dedup_text()))
+                if len(pending) >= CHUNK or cand >= last:
+                    feed()
+                if cand >= last:
                     break  # the write pass re-reads (and re-checks) the whole input anyway
+    if pending:
+        feed()
     return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
 
 
 def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-              index: NearDupIndex | None, tmp: Path, by_category: _ByCategory) -> None:
+              index: NearDup | None, tmp: Path, by_category: _ByCategory) -> None:
     normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     clusters = set()
     with open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
