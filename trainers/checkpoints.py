@@ -186,6 +186,13 @@ def resolve_resume(resume: str | None, run_dir: Path, echo: Callable[[str], None
     return str(ckpt)
 
 
+def unpickling_refused(resume: str | None, error: Exception) -> CheckpointError:
+    """The one line for a torch.load that weights-only loading refused (an object the scan let pass)."""
+    what = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+    return CheckpointError(f"--resume {resume}: refusing to unpickle a checkpoint file that names "
+                           f"{what.group(1) if what else 'a non-tensor object'}, which could run code")
+
+
 @contextlib.contextmanager
 def weights_only_loading() -> Iterator[None]:
     """Every torch.load in this block is weights_only=True, with ALLOWED_GLOBALS allow-listed."""

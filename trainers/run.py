@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import re
 import shutil
 import socket
 import time
@@ -223,9 +222,7 @@ def _train(opts: RunOptions, echo=print) -> dict:
     try:
         result = trainer.train(resume_from_checkpoint=resume)
     except pickle.UnpicklingError as e:  # weights-only loading refused an object the pickle scan let pass
-        what = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        raise RunError(f"--resume {resume}: refusing to unpickle a checkpoint file that names "
-                       f"{what.group(1) if what else 'a non-tensor object'}, which could run code") from e
+        raise checkpoints.unpickling_refused(resume, e) from e
     ranks = distributed.gather_from_ranks(trainer.meter.run_summary())
 
     tmp_model = out / ".model.tmp"

@@ -1,5 +1,6 @@
 """Pieces the preference recipes (rm, dpo, rlhf) share: the rendered data and its pre-flight
-checks, the tokenizer, the output folder, the TRL config, the final save and the report.
+checks, the tokenizer, the output folder, checkpoints and --resume (those of `trainers sft`,
+see checkpoints.py), the TRL config, the final save and the report.
 
 The data is `corpuskit render --mode preference|prompt` output, already in the columns TRL takes
 pre-tokenised (`prompt_ids`, `chosen_ids`, `rejected_ids`), so nothing re-tokenises here.
@@ -8,6 +9,7 @@ pre-tokenised (`prompt_ids`, `chosen_ids`, `rejected_ids`), so nothing re-tokeni
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import time
 from dataclasses import dataclass, fields
@@ -16,6 +18,7 @@ from pathlib import Path
 from corpuskit.outputs import dumps, write_json
 from corpuskit.render.pipeline import FORMAT as RENDER_FORMAT
 from corpuskit.report import StageReport
+from trainers import checkpoints
 from trainers.errors import TrainError, read_json
 from trainers.run import RUN_MARKER, RunError, RunOptions, _options_json, ensure_distributed_env, prepare_output
 
@@ -179,15 +182,17 @@ def trl_args(config_cls, opts: AlignOptions, out: Path, ds: dict | None, **extra
     return config_cls(**kwargs)
 
 
-def start(opts: AlignOptions, command: str):
-    """Everything before the model: output folder, data, tokenizer. Returns (out, rank0, ds, manifest, tokenizer)."""
+def start(opts: AlignOptions, command: str, echo=print):
+    """Everything before the model: output folder, the checkpoint to resume from (checked as for
+    `trainers sft`, see checkpoints.py), data, tokenizer. Returns (out, rank0, resume, ds, manifest, tokenizer)."""
     if opts.deepspeed:
         ensure_distributed_env()
     rank0 = int(os.environ.get("RANK", "0")) == 0
     out = prepare_output(opts, rank0)
+    resume = checkpoints.resolve_resume(opts.resume, out, echo if rank0 else lambda m: None)
     ds, manifest = read_render_dir(opts.data, command)
     tokenizer = load_tokenizer(opts.tokenizer)
-    return out, rank0, ds, manifest, tokenizer
+    return out, rank0, resume, ds, manifest, tokenizer
 
 
 def write_run_files(out: Path, opts: AlignOptions, rank0: bool, ds_cfg: dict | None) -> None:
@@ -199,8 +204,23 @@ def write_run_files(out: Path, opts: AlignOptions, rank0: bool, ds_cfg: dict | N
     os.environ.setdefault("TENSORBOARD_LOGGING_DIR", str(out / "tensorboard"))
 
 
-def resume_arg(opts: AlignOptions):
-    return True if opts.resume == "latest" else opts.resume
+def complete_checkpoints(trainer_cls):
+    """trainer_cls whose checkpoints appear only when complete, as `trainers sft` saves them."""
+    from trainers.trainer import CompleteCheckpoints
+
+    return type(trainer_cls.__name__, (CompleteCheckpoints, trainer_cls), {"__doc__": trainer_cls.__doc__})
+
+
+def run_training(trainer, resume: str | None, rank0: bool, echo):
+    """trainer.train from `resume` (a checked checkpoint folder, or None) with every torch.load
+    weights-only; an object the pickle scan let pass is refused in one line."""
+    if resume and rank0:
+        echo(f"resuming from {resume}")
+    with checkpoints.weights_only_loading():
+        try:
+            return trainer.train(resume_from_checkpoint=resume)
+        except pickle.UnpicklingError as e:
+            raise checkpoints.unpickling_refused(resume, e) from e
 
 
 def save_final(trainer, tokenizer, out: Path, model_to_save=None) -> Path | None:

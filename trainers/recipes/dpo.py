@@ -51,7 +51,7 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     from trainers import model as model_setup
 
     t0 = time.perf_counter()
-    out, rank0, ds, manifest, tokenizer = common.start(opts, "dpo")
+    out, rank0, resume, ds, manifest, tokenizer = common.start(opts, "dpo", echo)
     model_config = model_setup.load_config(opts.model)
     pre = common.preflight(opts, "dpo", ds, manifest, tokenizer, model_config)
     ds_cfg = common.deepspeed_config(opts, model_config, pre)
@@ -66,13 +66,14 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     common.write_run_files(out, opts, rank0, ds_cfg)
     args = common.trl_args(DPOConfig, opts, out, ds_cfg, beta=opts.beta, loss_type=[opts.loss_type], max_length=None,
                            eval_strategy="no", precompute_ref_log_probs=False)
-    trainer = pretokenized_dpo_trainer()(model=model, ref_model=ref_model, args=args, train_dataset=train_ds,
-                                         processing_class=tokenizer, peft_config=peft_config)
+    trainer_cls = common.complete_checkpoints(pretokenized_dpo_trainer())  # checkpoints as `trainers sft` saves them
+    trainer = trainer_cls(model=model, ref_model=ref_model, args=args, train_dataset=train_ds,
+                          processing_class=tokenizer, peft_config=peft_config)
     if rank0:
         echo(f"DPO (beta {opts.beta}, {opts.loss_type}) on {len(train_ds)} pairs"
              + (f", {len(eval_ds)} held out" if eval_ds is not None else "")
              + f"; reference = {'the base model with the adapter off' if opts.lora else 'the starting model'}")
-    trainer.train(resume_from_checkpoint=common.resume_arg(opts))
+    common.run_training(trainer, resume, rank0, echo)
     held_out = {}
     if eval_ds is not None:
         metrics = trainer.evaluate(eval_dataset=eval_ds)

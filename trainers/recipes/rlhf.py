@@ -82,7 +82,7 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     from trainers import model as model_setup
 
     t0 = time.perf_counter()
-    out, rank0, ds, manifest, tokenizer = common.start(opts, "rlhf")
+    out, rank0, resume, ds, manifest, tokenizer = common.start(opts, "rlhf", echo)
     model_config = model_setup.load_config(opts.model)
     pre = common.preflight(opts, "rlhf", ds, manifest, tokenizer, model_config)
     pre.require(Path(opts.model).is_dir(), f"--model {opts.model}: rlhf starts from saved weights (the SFT model "
@@ -110,12 +110,13 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     args = common.trl_args(RLOOConfig, opts, out, ds_cfg, beta=opts.beta, num_generations=opts.num_generations,
                            max_completion_length=opts.max_completion_length, temperature=opts.temperature,
                            log_completions=False)
-    trainer = id_prompt_rloo_trainer()(model=model, reward_funcs=scorer, args=args, train_dataset=prompts,
-                                       processing_class=tokenizer, peft_config=peft_config)
+    trainer_cls = common.complete_checkpoints(id_prompt_rloo_trainer())  # checkpoints as `trainers sft` saves them
+    trainer = trainer_cls(model=model, reward_funcs=scorer, args=args, train_dataset=prompts,
+                          processing_class=tokenizer, peft_config=peft_config)
     if rank0:
         echo(f"RLOO on {len(prompts)} prompts, {opts.num_generations} replies each, reward model {opts.reward_model}, "
              f"KL beta {opts.beta}")
-    trainer.train(resume_from_checkpoint=common.resume_arg(opts))
+    common.run_training(trainer, resume, rank0, echo)
     final = common.save_final(trainer, tokenizer, out)
     if final is None:
         return {}

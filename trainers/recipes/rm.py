@@ -81,7 +81,7 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     from trainers import model as model_setup
 
     t0 = time.perf_counter()
-    out, rank0, ds, manifest, tokenizer = common.start(opts, "rm")
+    out, rank0, resume, ds, manifest, tokenizer = common.start(opts, "rm", echo)
     model_config = model_setup.load_config(opts.model)
     pre = common.preflight(opts, "rm", ds, manifest, tokenizer, model_config)
     ds_cfg = common.deepspeed_config(opts, model_config, pre)
@@ -94,14 +94,15 @@ def train(opts: common.AlignOptions, echo=print) -> dict:
     common.write_run_files(out, opts, rank0, ds_cfg)
     args = common.trl_args(RewardConfig, opts, out, ds_cfg, max_length=None, center_rewards_coefficient=None,
                            disable_dropout=True)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
-                            peft_config=peft_config)
+    trainer_cls = common.complete_checkpoints(RewardTrainer)  # checkpoints as `trainers sft` saves them
+    trainer = trainer_cls(model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
+                          peft_config=peft_config)
     pad_id = tokenizer.pad_token_id
     before = pairwise_accuracy(trainer.model, eval_ds, pad_id) if eval_ds is not None else None
     if rank0:
         echo(f"training a reward model on {len(train_ds)} pairs"
              + (f", {len(eval_ds)} held out (accuracy before: {before['accuracy']})" if before else ""))
-    trainer.train(resume_from_checkpoint=common.resume_arg(opts))
+    common.run_training(trainer, resume, rank0, echo)
     after = pairwise_accuracy(trainer.model, eval_ds, pad_id) if eval_ds is not None else None
     merged = trainer.model.merge_and_unload() if opts.lora else None
     final = common.save_final(trainer, tokenizer, out, model_to_save=merged)
