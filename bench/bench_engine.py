@@ -33,7 +33,9 @@ def digest(*paths: Path) -> str:
 
 def timed(args: list[str]) -> float:
     t = time.perf_counter()
-    subprocess.run([CK, *args], check=True, capture_output=True)
+    p = subprocess.run([CK, *args], capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"corpuskit {' '.join(args)} failed:\n{p.stderr}")
     return time.perf_counter() - t
 
 

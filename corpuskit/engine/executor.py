@@ -106,7 +106,7 @@ class RayExecutor(Executor):
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "configure_logging": False}
             if address is None:
-                kwargs["num_cpus"] = workers or os.cpu_count() or 1
+                kwargs.update(address="local", num_cpus=workers or os.cpu_count() or 1)  # a fresh instance, never a cluster found by chance
             else:
                 kwargs["address"] = address
             # ship corpuskit itself to the workers only when they cannot import it (same code everywhere)
