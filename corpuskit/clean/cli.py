@@ -10,7 +10,7 @@ from corpuskit.clean.config import ConfigError, load_config
 from corpuskit.clean.minhash import SHINGLES, SKETCHES, MinHashParams
 from corpuskit.clean.neardup_disk import MemoryBudget
 from corpuskit.clean.pipeline import DEDUP_METHODS, CleanOptions, clean
-from corpuskit.cli_util import (FloatRange, UsageProblem, encoding_option, from_option, handle_errors,
+from corpuskit.cli_util import (FloatRange, UsageProblem, encoding_option, engine_options, from_option, handle_errors,
                                 inputs_argument, max_record_option, seed_option, workers_option)
 from corpuskit.overlap import check_paths
 
@@ -62,13 +62,14 @@ def _parse_memory(ctx, param, value: str) -> MemoryBudget:
 @click.option("--tmp-dir", type=click.Path(file_okay=False), default=None,
               help="Scratch folder for near-dup runs on disk (default: beside the output; removed at the end).")
 @workers_option
+@engine_options
 @seed_option
 @from_option
 @encoding_option
 @max_record_option
 @handle_errors
 def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, shingle, lsh_index, sketch, memory,
-              tmp_dir, workers, seed, fmt, encoding, max_record_bytes):
+              tmp_dir, workers, engine, ray_address, split_bytes, seed, fmt, encoding, max_record_bytes):
     """Normalise text, drop low-quality records (mojibake, HTML/JS left-overs, menus and
     boilerplate, random characters; Gopher, FineWeb and C4 rules, with Chinese thresholds for
     Chinese records), and remove exact and MinHash near-duplicates, keeping the earliest record of
@@ -76,7 +77,8 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
 
     Every input record ends up in OUTDIR/clean.jsonl (input order, canonical form) or in
     OUTDIR/rejected.jsonl with its reason; OUTDIR/report.json checks input = kept + rejected.
-    Output is byte-identical for the same inputs and seed, whatever --workers is.
+    Output is byte-identical for the same inputs and seed, whatever --workers, --engine or
+    --split-size is: the per-record work runs on the engine, dedup decisions on this machine.
 
     \b
     Examples:
@@ -84,6 +86,7 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
       corpuskit clean 199801.txt --from peoples-daily -o pd_clean --workers 4
       corpuskit clean crawl/ -o web_clean --filters web
       corpuskit clean crawl/ -o out --filters my_filters.yaml --threshold 0.7 --shingle jieba
+      corpuskit clean big.jsonl -o out --engine ray --ray-address auto
     """
     check_paths({"input": inputs, "--filters": filters_spec if os.path.isfile(filters_spec) else None},
                 dirs={"-o": outdir})
@@ -95,7 +98,8 @@ def clean_cmd(inputs, outdir, filters_spec, dedup, threshold, num_perm, ngram, s
                         minhash=MinHashParams(num_perm=num_perm, ngram=ngram, shingle=shingle, seed=seed,
                                               threshold=threshold, lsh_index=lsh_index, sketch=sketch),
                         workers=workers, fmt=fmt, encoding=encoding, max_record_bytes=max_record_bytes,
-                        memory=memory, tmp_dir=tmp_dir)
+                        memory=memory, tmp_dir=tmp_dir, engine=engine, ray_address=ray_address,
+                        split_bytes=split_bytes)
     report = clean(inputs, outdir, opts)
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {os.path.join(outdir, 'clean.jsonl')} ({report.kept} records), rejected.jsonl, report.json, report.md", err=True)

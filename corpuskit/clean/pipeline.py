@@ -1,8 +1,9 @@
 """The clean stage in two streaming passes over the input.
 
 Pass 1 normalises and filters each record and computes its exact-dedup key and MinHash signature
-(in a process pool with `--workers`, chunks kept in input order), then feeds the exact index and
-the LSH in input order in this process, so results never depend on the number of workers. The
+(clean's steps, steps.py, run by the engine over input splits: local processes with `--workers` or
+Ray tasks with `--engine ray`, results in input order), then feeds the exact index and the LSH in
+input order in this process, so results never depend on the engine, the workers or the splits. The
 outcome of each record goes to a small events file inside the temp output folder. If some LSH
 pairs were borderline (estimate within 3 standard errors of the threshold), a verify pass re-reads
 the input and decides them on exact Jaccard. The write pass re-reads the input and writes kept
@@ -20,31 +21,32 @@ import os
 import tempfile
 import time
 from array import array
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
 from corpuskit.clean.config import CleanConfig
-from corpuskit.clean.doc import Doc
-from corpuskit.clean.exact import ExactIndex, exact_key_of_form
-from corpuskit.clean.minhash import FormBatch, MinHashParams, Signer, band_key_matrix, batch_token_ids, choose_bands, \
-    ngram_hashes
+from corpuskit.clean.exact import ExactIndex
+from corpuskit.clean.minhash import FormBatch, MinHashParams, batch_token_ids, ngram_hashes
 from corpuskit.clean.neardup_disk import MemoryBudget, NearDup, TooManyRecords
-from corpuskit.clean.normalize import normalize_steps
+from corpuskit.clean.steps import CleanSteps, FilterReject, normalized as normalize_record, run_clean_task
 from corpuskit.cli_util import progress
-from corpuskit.ingest import (DEFAULT_MAX_RECORD_BYTES, InputError, RawItem, convert_value, expand_inputs,
-                              iter_records, read_raw)
+from corpuskit.engine import make_executor
+from corpuskit.engine.runner import LineNumbers
+from corpuskit.engine.splits import Split, auto_split_bytes
+from corpuskit.engine.tasks import RecordTask, record_tasks
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, RawItem, convert_value, expand_inputs, read_raw
 from corpuskit.outputs import atomic_dir, dumps
-from corpuskit.pool import worker_pool
-from corpuskit.records import PREFERENCE, PRETRAIN, SFT, Origin, Record, Rejected
+from corpuskit.records import Origin, Record, Rejected
 from corpuskit.report import StageReport
 
 DEDUP_METHODS = ("exact", "minhash")
-CHUNK = 256  # records per task sent to a worker
+CHUNK = 256  # borderline records whose shingles are hashed at once
+MAX_AUTO_SPLIT_BYTES = 4 << 20  # a task's results are held until written: small splits keep memory bounded
 _CANDIDATE = "C\n"  # events-file line for a record that reached dedup
 
 
@@ -59,169 +61,11 @@ class CleanOptions:
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
     memory: MemoryBudget = field(default_factory=MemoryBudget)  # near-dup: in memory while it fits, else disk
     tmp_dir: str | None = None  # near-dup scratch folder (default: beside the output)
+    engine: str = "local"  # where the per-record steps run (corpuskit.engine): local processes or Ray
+    ray_address: str | None = None
+    split_bytes: int | None = None  # byte ranges .jsonl/.txt inputs are read in (None: sized for the workers)
 
 
-# ---- per-record work (runs in worker processes) -------------------------------------------
-
-class FilterReject(NamedTuple):
-    steps: list[str]  # normalisation steps that changed the record
-    filter: str
-    rule: str
-    message: str
-    script: str = ""  # "zh" or "en": whose thresholds judged it ("" if normalisation rejected it)
-
-
-class Prepared(NamedTuple):
-    steps: list[str]
-    key: bytes | None  # exact-dedup key
-    row: int = -1  # row of the record's MinHash signature and band keys in its chunk's matrices
-    script: str = ""
-
-
-class _Worker:
-    def __init__(self, opts: CleanOptions):
-        self.cfg = opts.config
-        self.want_key = "exact" in opts.dedup
-        self.signer = Signer(opts.minhash) if "minhash" in opts.dedup else None
-        self.bands = choose_bands(opts.minhash.threshold, opts.minhash.num_perm)
-
-    def normalized(self, rec: Record) -> tuple[Record, set[str]]:
-        steps: set[str] = set()
-        if not self.cfg.normalize.active:
-            return rec, steps
-
-        def fn(text: str) -> str:
-            out, changed = normalize_steps(text, self.cfg.normalize)
-            steps.update(changed)
-            return out
-
-        return rec.with_content(fn), steps
-
-    def prepare(self, rec: Record, timings: Counter) -> FilterReject | tuple[Prepared, str]:
-        """The record's fate as far as it can be decided alone: rejected, or passed (with the
-        text its dedup keys are computed from, batched in `prepare_chunk`)."""
-        t = time.perf_counter()
-        rec, steps = self.normalized(rec)
-        timings["normalize"] += time.perf_counter() - t
-        if steps:
-            emptied = _emptied(rec)
-            if emptied:
-                return FilterReject(sorted(steps), "normalize", "emptied", emptied)
-        # a preference record's filters judge each reply; its duplicates are found on the prompt
-        docs = [(label, Doc(text, self.cfg.words, self.cfg.script, self.cfg.records))
-                for label, text in rec.filter_texts()]
-        script = ("zh" if docs[0][1].is_cjk else "en") if self.cfg.filters and docs else ""
-        for f in self.cfg.filters:
-            if rec.kind not in f.apply_to:
-                continue
-            for label, doc in docs:
-                t = time.perf_counter()
-                verdict = f.filter(doc)
-                timings[f"filter.{f.name}"] += time.perf_counter() - t
-                if verdict is not True:
-                    _, rule, message = verdict
-                    return FilterReject(sorted(steps), f.name, rule, f"{label} reply: {message}" if label else message,
-                                        script)
-        text = rec.dedup_text() if rec.kind == PREFERENCE else docs[0][1].text
-        return Prepared(sorted(steps), None, script=script), text
-
-    def prepare_chunk(self, chunk: list[Record | None]) -> tuple[list, dict, np.ndarray | None, np.ndarray | None]:
-        """Results in chunk order, plus the MinHash signatures and LSH band keys of the records
-        that passed the filters (one matrix row each, `Prepared.row`): dedup forms, shingles and
-        signatures are computed for the whole chunk at once, so the main process only indexes."""
-        timings: Counter = Counter()
-        results: list = []
-        passed, texts = [], []
-        for r in chunk:
-            res = None if r is None else self.prepare(r, timings)
-            if isinstance(res, tuple) and isinstance(res[0], Prepared):
-                passed.append(len(results))
-                texts.append(res[1])
-                res = res[0]
-            results.append(res)
-        sigs = keys = None
-        if texts and (self.want_key or self.signer):
-            t = time.perf_counter()
-            forms = FormBatch(texts)
-            timings["dedup_form"] += time.perf_counter() - t
-            if self.want_key:
-                t = time.perf_counter()
-                for k, form in zip(passed, forms.strings()):
-                    results[k] = results[k]._replace(key=exact_key_of_form(form))
-                timings["exact_key"] += time.perf_counter() - t
-            if self.signer:
-                t = time.perf_counter()
-                sigs = self.signer.signatures(forms)
-                timings["signature"] += time.perf_counter() - t
-                t = time.perf_counter()
-                keys = band_key_matrix(sigs, *self.bands)
-                for row, k in enumerate(passed):
-                    results[k] = results[k]._replace(row=row)
-                timings["band_keys"] += time.perf_counter() - t
-        return results, dict(timings), sigs, keys
-
-
-def _emptied(rec: Record) -> str | None:
-    """Why a normalised record is no longer valid (a turn or the text became empty), or None.
-    Checked even with filters off, so clean.jsonl never holds a record that validate rejects."""
-    if rec.kind in (SFT, PREFERENCE):
-        for i, m in enumerate(rec.messages or ()):
-            if not m["content"].strip():
-                return f"turn {i} ({m['role']}) is empty after normalisation"
-        if rec.kind == PREFERENCE:
-            for side, text in zip(("chosen", "rejected"), rec.reply_texts()):
-                if not text.strip():
-                    return f"the {side} reply is empty after normalisation"
-    elif rec.kind == PRETRAIN:
-        if rec.text is not None and not rec.text.strip():
-            return "text is empty after normalisation"
-        if rec.text is None and not (rec.target or "").strip():
-            return "target is empty after normalisation"
-    return None
-
-
-_WORKER: _Worker | None = None
-
-
-def _init_worker(opts: CleanOptions) -> None:
-    global _WORKER
-    _WORKER = _Worker(opts)
-
-
-def _run_chunk(chunk: list[Record | None]) -> tuple:
-    return _WORKER.prepare_chunk(chunk)
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _records_only(chunk: list) -> list[Record | None]:
-    """What a worker needs: the records (parse errors stay here, raw values are not shipped)."""
-    return [r if isinstance(r, Record) else None for r in chunk]
-
-
-def _prepared(items: Iterable[Record | Rejected], opts: CleanOptions) -> Iterator[tuple]:
-    """(chunk, results, timings, signatures, band keys) in input order; at most 4 chunks per worker in flight, so memory
-    stays bounded however large the input is (Pool.imap would read the whole input ahead)."""
-    chunks = _chunks(items, CHUNK)
-    if opts.workers <= 1:
-        worker = _Worker(opts)
-        for chunk in chunks:
-            yield (chunk, *worker.prepare_chunk(_records_only(chunk)))
-        return
-    with worker_pool(opts.workers, _init_worker, (opts,)) as pool:
-        pending: deque = deque()
-        for chunk in chunks:
-            pending.append((chunk, pool.apply_async(_run_chunk, (_records_only(chunk),))))
-            if len(pending) >= 4 * opts.workers:
-                chunk, res = pending.popleft()
-                yield (chunk, *res.get())
-        while pending:
-            chunk, res = pending.popleft()
-            yield (chunk, *res.get())
 
 
 # ---- the stage -----------------------------------------------------------------------------
@@ -331,6 +175,45 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     return report
 
 
+def _prepared(items: Iterable[Record | Rejected | RawItem], opts: CleanOptions) -> Iterator[tuple]:
+    """(chunk, outcomes, signatures, band keys) per CHUNK items of a stream the caller reads itself,
+    through the same steps on the engine; at most a few chunks in flight, so memory stays bounded
+    however long the stream is."""
+    build = CleanSteps(opts.config, opts.fmt, "exact" in opts.dedup, opts.minhash if "minhash" in opts.dedup else None)
+    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
+        tasks = (RecordTask(build, Split("<stream>"), tuple(chunk), opts.encoding, opts.max_record_bytes)
+                 for chunk in _chunks(items, CHUNK))
+        for res in ex.map(run_clean_task, tasks):
+            for batch in res.batches:
+                yield batch
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def _split_batches(files: list[str], opts: CleanOptions, report: StageReport) -> Iterator[tuple]:
+    """(items, outcomes, signatures, band keys) per batch in input order, from clean's steps run on
+    the engine over input splits; origins renumbered to their file's own lines. Never depends on
+    the engine, the workers or the split size."""
+    build = CleanSteps(opts.config, opts.fmt, "exact" in opts.dedup, opts.minhash if "minhash" in opts.dedup else None)
+    numbers = LineNumbers()
+    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
+        split_bytes = opts.split_bytes or min(MAX_AUTO_SPLIT_BYTES, auto_split_bytes(files, ex.workers))
+        tasks = record_tasks(files, build, opts.encoding, opts.max_record_bytes, split_bytes, ex.workers)
+        for res in progress(ex.map(run_clean_task, tasks), "clean: filter + signatures", unit="task"):
+            for name, secs in res.timings.items():
+                report.time(name, secs)
+            off = numbers.offset(res.split, res.n_lines)
+            for batch in res.batches:
+                if off:
+                    for item in batch.items:
+                        item.origin = Origin(item.origin.path, item.origin.line + off)
+                yield batch
+
+
 def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
               origins: _Origins, index: NearDup | None, by_category: _ByCategory) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
@@ -341,12 +224,8 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     normalized: Counter = Counter()
     scripts: Counter = Counter()
     examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
-    items = progress(iter_records(files, opts.fmt, None, opts.encoding, max_record_bytes=opts.max_record_bytes),
-                     "clean: filter + signatures")
     with open(events_path, "w", encoding="utf-8", newline="\n") as events:
-        for chunk, results, timings, sigs, keys in _prepared(items, opts):
-            for name, secs in timings.items():
-                report.time(name, secs)
+        for chunk, results, sigs, keys in _split_batches(files, opts, report):
             t = time.perf_counter()
             rows = []  # signature rows of this chunk's records that reach near-dup, in order
             for item, res in zip(chunk, results):
@@ -440,7 +319,6 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
     resolver = index.resolver()
     if not resolver.needed:
         return {"verify_pass": False}
-    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     mh = opts.minhash
     last = resolver.last_needed
     pending: list[tuple[int, str]] = []
@@ -457,7 +335,7 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
     with contextlib.closing(replay):
         for _, item, cand in replay:
             if cand is not None and resolver.wants(cand):
-                pending.append((cand, normalizer.normalized(item)[0].dedup_text()))
+                pending.append((cand, normalize_record(item, opts.config.normalize)[0].dedup_text()))
                 if len(pending) >= CHUNK or cand >= last:
                     feed()
                 if cand >= last:
@@ -469,7 +347,6 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
 
 def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
               index: NearDup | None, tmp: Path, by_category: _ByCategory) -> None:
-    normalizer = _Worker(CleanOptions(opts.config, dedup=()))
     clusters = set()
     with open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
             open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rejected:
@@ -481,7 +358,7 @@ def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path,
             if root == cand:
                 report.keep()
                 by_category.keep(item.category)
-                out.write(dumps(normalizer.normalized(item)[0].to_json()) + "\n")
+                out.write(dumps(normalize_record(item, opts.config.normalize)[0].to_json()) + "\n")
             else:
                 clusters.add(root)
                 kept, sim = origins[root], round(index.similarity(cand, root), 4)
