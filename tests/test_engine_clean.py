@@ -131,7 +131,7 @@ def test_small_splits_really_split_the_big_file(corpus):
 
     big = str(corpus[0][0])
     splits = plan_splits([big], 8 << 10)
-    assert len(splits) >= os.path.getsize(big) // (8 << 10) >= 20
+    assert len(splits) >= 100 and all(s.path == big for s in splits)  # lines can be longer than 8K
 
 
 def test_ray_address_needs_ray_engine(data_dir, tmp_path):

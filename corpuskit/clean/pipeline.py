@@ -224,8 +224,9 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     normalized: Counter = Counter()
     scripts: Counter = Counter()
     examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
-    with open(events_path, "w", encoding="utf-8", newline="\n") as events:
-        for chunk, results, sigs, keys in _split_batches(files, opts, report):
+    batches = _split_batches(files, opts, report)
+    with open(events_path, "w", encoding="utf-8", newline="\n") as events, contextlib.closing(batches):
+        for chunk, results, sigs, keys in batches:  # closing: a failure here stops the workers at once
             t = time.perf_counter()
             rows = []  # signature rows of this chunk's records that reach near-dup, in order
             for item, res in zip(chunk, results):
