@@ -9,7 +9,7 @@ import os
 from corpuskit.bucket.inputs import category_options
 from corpuskit.bucket.run import UnknownCategories, bucket
 from corpuskit.bucket.weights import parse_weights
-from corpuskit.cli_util import (UsageProblem, encoding_option, from_option, handle_errors,
+from corpuskit.cli_util import (UsageProblem, encoding_option, engine_options, from_option, handle_errors,
                                 inputs_argument, max_record_option, seed_option, workers_option)
 from corpuskit.overlap import check_paths
 
@@ -32,9 +32,11 @@ from corpuskit.overlap import check_paths
 @from_option
 @encoding_option
 @max_record_option
+@engine_options
 @handle_errors
 def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, category_by_file,
-               weights_spec, seed, shuffle, workers, fmt, encoding, max_record_bytes):
+               weights_spec, seed, shuffle, workers, fmt, encoding, max_record_bytes, engine, ray_address,
+               split_bytes):
     """Split records into N buckets so that every bucket holds every category in its global share
     (Colossal-LLaMA-2's mixing): each category is shuffled and cut into N bins differing by at most
     one record, and bucket i takes bin i of every category.
@@ -42,9 +44,10 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
     Writes OUTDIR/bucket-00000.jsonl ... (exactly N files), OUTDIR/manifest.json (per bucket:
     records, count per category, sha256; seed, weights, inputs, counts before/after weighting),
     OUTDIR/rejected.jsonl and OUTDIR/report.json + report.md. Same inputs and seed give
-    byte-identical output, whatever --workers is (workers convert input files in parallel, one
-    file per task, so they help when the corpus is split into several files). INPUT may be files,
-    folders, globs or a `corpuskit clean` output folder.
+    byte-identical output, whatever --workers, --engine or --split-size is: records are read and
+    converted in parallel (big .jsonl/.txt files in byte-range splits, so one big file uses every
+    worker; --engine ray runs them on a Ray cluster), then planned and written here. INPUT may be
+    files, folders, globs or a `corpuskit clean` output folder.
 
     \b
     Examples:
@@ -52,6 +55,7 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
       corpuskit bucket news.jsonl chats.jsonl -o buckets -n 4 --category-by-file --weights news=0.5
       corpuskit bucket clean-out/ -o buckets -n 16 --weights zh=2,en=0.5 --seed 7
       corpuskit bucket shards/ -o buckets -n 64 --workers 16
+      corpuskit bucket big.jsonl -o buckets -n 64 --engine ray --ray-address auto
       corpuskit bucket data/ -o buckets -n 4 --weights weights.json --category-field source
     """
     check_paths({"input": inputs, "--weights": weights_spec if weights_spec and os.path.isfile(weights_spec) else None},
@@ -59,7 +63,8 @@ def bucket_cmd(inputs, outdir, num_buckets, category_field, default_category, ca
     weights = parse_weights(weights_spec)
     try:
         report, manifest = bucket(inputs, outdir, num_buckets, seed, weights, shuffle, category_field,
-                                  default_category, fmt, encoding, category_by_file, workers, max_record_bytes)
+                                  default_category, fmt, encoding, category_by_file, workers, max_record_bytes,
+                                  engine, ray_address, split_bytes)
     except UnknownCategories as e:
         raise UsageProblem(str(e)) from e
     click.echo(report.summary(), err=True)

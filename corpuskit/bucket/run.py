@@ -37,8 +37,10 @@ def bucket_name(i: int) -> str:
 def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, Fraction] | None = None,
            shuffle: bool = True, category_field: str = "category", default_category: str = "default",
            fmt: str = "auto", encoding: str = "utf-8", category_by_file: bool = False,
-           workers: int = 1, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> tuple[StageReport, dict]:
-    """Write the buckets; return the report and the manifest (both also written to `outdir`)."""
+           workers: int = 1, max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, engine: str = "local",
+           ray_address: str | None = None, split_bytes: int | None = None) -> tuple[StageReport, dict]:
+    """Write the buckets; return the report and the manifest (both also written to `outdir`). Pass 1
+    runs on `engine` (spool.write_spool); the plan and the writing stay here, over the whole corpus."""
     weights = weights or {}
     files = expand_inputs(inputs)
     report = StageReport("bucket", inputs=files)
@@ -50,7 +52,8 @@ def bucket(inputs, outdir, num_buckets: int, seed: int = 42, weights: dict[str, 
 
             t0 = time.perf_counter()
             spool = write_spool(files, tmp / ".spool.jsonl", category_field, default_category, on_reject,
-                                category_by_file, fmt, encoding, workers, max_record_bytes)
+                                category_by_file, fmt, encoding, workers, max_record_bytes, engine, ray_address,
+                                split_bytes)
             report.time("read", time.perf_counter() - t0)
             unknown = sorted(set(weights) - set(spool.names))
             if unknown:

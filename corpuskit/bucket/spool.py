@@ -2,44 +2,31 @@
 file and keeping only indices per record (byte offset, category, origin file and line).
 
 Converting the inputs (JSON parsing, format detection, canonical JSON) is the expensive, CPU-bound
-part, so it happens once, in `--workers` processes when asked (one input file per task); pass 2
-reads the canonical lines back from the spool by offset. Memory: 32 bytes per record.
+part, so it happens once, on the engine (steps.py over input splits, in `--workers` processes or
+Ray tasks); pass 2 reads the canonical lines back from the spool by offset. Memory: 32 bytes per record.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from array import array
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
 
+from corpuskit.bucket.steps import BucketSteps, file_category, record_category  # noqa: F401 (stats imports them here)
 from corpuskit.cli_util import progress
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, iter_records
+from corpuskit.engine import make_executor
+from corpuskit.engine.runner import LineNumbers
+from corpuskit.engine.splits import Split, count_lines
+from corpuskit.engine.tasks import BATCH, RecordTask, record_tasks, task_items
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES
 from corpuskit.outputs import dumps
-from corpuskit.pool import worker_pool
-from corpuskit.records import Origin, Record, Rejected
-
-
-def file_category(path: str) -> str:
-    """`--category-by-file`: data/news.jsonl.gz -> news."""
-    return Path(path).name.split(".")[0]
-
-
-def record_category(rec: Record, field: str, default: str, by_file: bool = False) -> str | Rejected:
-    """The record's category: `field` (top-level key); when missing or blank, its input file's
-    name (with `by_file`) or `default`."""
-    value = rec.category if field == "category" else rec.extra.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return file_category(rec.origin.path) if by_file else default
-    if not isinstance(value, str):
-        return Rejected("wrong_type", rec.origin, f"category field {field!r} must be a string, "
-                        f"got {type(value).__name__}", raw=rec.to_json())
-    return value
+from corpuskit.records import Origin, Rejected
+from corpuskit.step import run_steps
 
 
 @dataclass
@@ -78,84 +65,69 @@ class _Index:
         self.pos += other.pos
 
 
-def _spool_records(records: Iterable[Record | Rejected], fh, file_ids: dict[str, int], field: str,
-                   default: str, on_reject: Callable[[Rejected], None], by_file: bool) -> _Index:
-    """Write each valid record's canonical line to `fh`; keep only its indices."""
+@dataclass
+class SpoolPart:
+    """What one task sends back: its part of the spool (canonical lines), their indices (offsets
+    from the part's start, lines from the split's first line), its rejects and the split's physical
+    line count (engine.runner.LineNumbers)."""
+
+    split: Split
+    index: _Index
+    data: bytes
+    rejected: list[Rejected]
+    n_lines: int
+
+
+def run_spool_task(task: RecordTask) -> SpoolPart:
+    """Worker: one piece of input through bucket's steps (steps.BucketSteps)."""
+    steps = task.build_steps()
+    split = task.split
+    items = task_items(task)
     index = _Index()
-    names, cats, offsets, fidx, lines = index.names, index.cats, index.offsets, index.fidx, index.lines
+    names, cats, offsets, lines = index.names, index.cats, index.offsets, index.lines
+    chunks: list[bytes] = []
+    rejected: list[Rejected] = []
     pos = 0
-    for item in records:
-        if isinstance(item, Rejected):
-            on_reject(item)
-            continue
-        cat = record_category(item, field, default, by_file)
-        if isinstance(cat, Rejected):
-            on_reject(cat)
-            continue
-        data = (dumps(item.to_json()) + "\n").encode("utf-8")
-        fh.write(data)
-        cats.append(names.setdefault(cat, len(names)))
-        offsets.append(pos)
-        fidx.append(file_ids.get(item.origin.path, -1))
-        lines.append(item.origin.line)
-        pos += len(data)
+    while batch := list(islice(items, BATCH)):
+        out = run_steps(steps, batch)
+        rejected.extend(out.rejected)
+        for cat, rec in out.kept:
+            data = (dumps(rec.to_json()) + "\n").encode("utf-8")
+            chunks.append(data)
+            cats.append(names.setdefault(cat, len(names)))
+            offsets.append(pos)
+            lines.append(rec.origin.line)
+            pos += len(data)
     index.pos = pos
-    return index
-
-
-def _spool_one_file(task: tuple) -> _Index | tuple[str, str, int | None]:
-    """Worker: spool one input file to its own part file (rejects as JSON lines beside it)."""
-    file_no, path, part, field, default, by_file, fmt, encoding, max_record_bytes = task
-    try:
-        with open(part, "wb") as fh, open(f"{part}.rejected", "wb") as rej:
-            def on_reject(r: Rejected) -> None:
-                rej.write((dumps(r.to_json()) + "\n").encode("utf-8"))
-            index = _spool_records(iter_records([path], fmt, None, encoding, max_record_bytes=max_record_bytes),
-                                   fh, {path: file_no},
-                                   field, default, on_reject, by_file)
-    except InputError as e:  # sent back as plain values: the exception itself does not unpickle
-        return e.path, e.message, e.line
-    return index
-
-
-def _replay_rejects(path: str, on_reject: Callable[[Rejected], None]) -> None:
-    with open(path, encoding="utf-8") as fh:
-        for line in fh:
-            d = json.loads(line)
-            on_reject(Rejected(d.pop("reason"), Origin(**d.pop("origin")), d.pop("message"),
-                               d.pop("record"), d))
+    n_lines = count_lines(split) if task.items is None and not split.whole else 0
+    return SpoolPart(split, index, b"".join(chunks), rejected, n_lines)
 
 
 def write_spool(files: list[str], path: Path, field: str, default: str, on_reject: Callable[[Rejected], None],
                 by_file: bool = False, fmt: str = "auto", encoding: str = "utf-8", workers: int = 1,
-                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES) -> Spool:
-    """Pass 1. With `workers > 1`, input files are converted in parallel (one file per task) and
-    their parts appended in input order, so the spool, and everything after it, is the same bytes
-    whatever `workers` is."""
+                max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES, engine: str = "local",
+                ray_address: str | None = None, split_bytes: int | None = None) -> Spool:
+    """Pass 1 on the engine: inputs are read in splits (big .jsonl/.txt files in byte ranges, so one
+    file is read in parallel) by `workers` processes or Ray tasks, and the parts are appended in
+    input order with file line numbers, so the spool, and everything after it, is the same bytes
+    whatever the engine, `workers` or `split_bytes` (None: sized for the workers)."""
     file_ids = {f: i for i, f in enumerate(files)}
-    with open(path, "wb") as fh:
-        if workers <= 1 or len(files) <= 1:
-            records = progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes),
-                               "bucket: read")
-            index = _spool_records(records, fh, file_ids, field, default, on_reject, by_file)
-        else:
-            index = _Index()
-            tasks = [(i, f, f"{path}.part-{i:06d}", field, default, by_file, fmt, encoding, max_record_bytes)
-                     for i, f in enumerate(files)]
-            bar = progress(None, "bucket: read", total=len(files), unit="file")
-            with worker_pool(min(workers, len(files))) as pool:
-                for task, result in zip(tasks, pool.imap(_spool_one_file, tasks)):
-                    if isinstance(result, tuple):
-                        raise InputError(*result)
-                    part = task[2]
-                    with open(part, "rb") as src:
-                        shutil.copyfileobj(src, fh, 1 << 20)
-                    os.unlink(part)
-                    _replay_rejects(f"{part}.rejected", on_reject)
-                    os.unlink(f"{part}.rejected")
-                    index.extend(result)
-                    bar.update(1)
-            bar.close()
+    build = BucketSteps(fmt, field, default, by_file)
+    index, numbers = _Index(), LineNumbers()
+    with open(path, "wb") as fh, make_executor(engine, workers, ray_address) as ex:
+        tasks = record_tasks(files, build, encoding, max_record_bytes, split_bytes, ex.workers)
+        for part in progress(ex.map(run_spool_task, tasks), "bucket: read", unit="task"):
+            off = numbers.offset(part.split, part.n_lines)
+            for rej in part.rejected:
+                if off:
+                    rej.origin = Origin(rej.origin.path, rej.origin.line + off)
+                on_reject(rej)
+            n = len(part.index.cats)
+            if off and n:
+                part.index.lines = array("q", (_np(part.index.lines) + off).tobytes())
+            part.index.fidx = array("q", [file_ids.get(part.split.path, -1)]) * n
+            fh.write(part.data)
+            index.extend(part.index)
     index.offsets.append(index.pos)
     return Spool(path, files, list(index.names), _np(index.cats), _np(index.offsets), _np(index.fidx),
                  _np(index.lines))

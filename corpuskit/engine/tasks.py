@@ -73,6 +73,15 @@ def run_record_task(task: RecordTask) -> TaskResult:
     return result
 
 
+def task_items(task: RecordTask) -> Iterator[RawItem]:
+    """The raw items of a task: the batch the runner read, or its split read here."""
+    if task.items is not None:
+        return iter(task.items)
+    split = task.split
+    return iter(read_file(split.path, task.encoding, task.max_record_bytes,
+                          None if split.whole else (split.start, split.end)))
+
+
 def record_tasks(files: Iterable[str], build_steps: Callable[[], list[Step]], encoding: str = "utf-8",
                  max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
                  split_bytes: int | None = DEFAULT_SPLIT_BYTES, workers: int = 1) -> Iterator[RecordTask]:

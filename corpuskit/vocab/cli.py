@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
-from corpuskit.cli_util import (FloatRange, encoding_option, from_option, handle_errors, inputs_argument,
-                                max_record_option, progress, seed_option, workers_option)
-from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.cli_util import (FloatRange, encoding_option, engine_options, from_option, handle_errors,
+                                inputs_argument, max_record_option, progress, seed_option, workers_option)
+from corpuskit.engine import make_executor
+from corpuskit.ingest import expand_inputs
 from corpuskit.outputs import atomic_dir, atomic_file, dumps
 from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
@@ -39,9 +40,10 @@ MAX_SENTENCES = 100_000_000  # held in memory for training (~1 kB each at most)
 @max_record_option
 @workers_option
 @seed_option
+@engine_options
 @handle_errors
 def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, character_coverage, normalization,
-                    max_sentences, fmt, encoding, max_record_bytes, workers, seed):
+                    max_sentences, fmt, encoding, max_record_bytes, workers, seed, engine, ray_address, split_bytes):
     """Train a SentencePiece vocabulary on records or plain text (.txt: one document per line).
 
     \b
@@ -50,24 +52,27 @@ def train_vocab_cmd(inputs, outdir, vocab_size, model_type, pre_tokenize, charac
       corpuskit merge-vocab --base llama2/tokenizer.model --add zh-vocab/tokenizer.model -o merged
 
     About 1 line in 50 is held back (never trained on) to measure tokens per character and
-    coverage. Same inputs, seed and settings give a byte-identical model for any --workers.
+    coverage. Same inputs, seed and settings give a byte-identical model for any --workers,
+    --engine or --split-size (records are read, in byte-range splits of big .jsonl/.txt files, and
+    jieba runs, on the engine; sampling and training stay here).
     """
     from corpuskit.vocab import train
 
     check_paths({"input": inputs}, dirs={"-o": outdir})
     files = expand_inputs(inputs)
     report = StageReport("train-vocab", inputs=files)
-    t0 = time.perf_counter()
-    sample = train.reservoir_sample(progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes), "read"),
-                                    train.Sample(), max_sentences, seed, report)
-    report.time("read_and_sample", time.perf_counter() - t0)
-    if not sample.sentences:
-        raise click.ClickException(f"no text to train on in {', '.join(files)} ({report.summary()})")
-    sentences, delimiter = sample.sentences, None
-    if pre_tokenize == "jieba":
+    with make_executor(engine, workers, ray_address) as ex:  # reading and jieba run on the engine
         t0 = time.perf_counter()
-        sentences, delimiter = train.jieba_segment_all(sample.sentences, workers, progress), train.DELIMITER
-        report.time("jieba", time.perf_counter() - t0)
+        texts = train.read_texts(files, ex, fmt, encoding, max_record_bytes, split_bytes)
+        sample = train.reservoir_sample(progress(texts, "read"), train.Sample(), max_sentences, seed, report)
+        report.time("read_and_sample", time.perf_counter() - t0)
+        if not sample.sentences:
+            raise click.ClickException(f"no text to train on in {', '.join(files)} ({report.summary()})")
+        sentences, delimiter = sample.sentences, None
+        if pre_tokenize == "jieba":
+            t0 = time.perf_counter()
+            sentences, delimiter = train.jieba_segment_all(sample.sentences, ex, progress), train.DELIMITER
+            report.time("jieba", time.perf_counter() - t0)
     t0 = time.perf_counter()
     click.echo(f"training a {vocab_size}-piece {model_type} model on {len(sentences)} lines ...", err=True)
     with atomic_dir(outdir, "train-vocab") as tmp:  # SentencePiece's scratch files live inside it too

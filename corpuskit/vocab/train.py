@@ -16,17 +16,25 @@ from __future__ import annotations
 import random
 import tempfile
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from corpuskit.ingest import iter_records
-from corpuskit.records import Rejected
+from corpuskit.engine.executor import Executor
+from corpuskit.engine.runner import LineNumbers
+from corpuskit.engine.splits import Split, count_lines
+from corpuskit.engine.tasks import BATCH, RecordTask, record_tasks, task_items
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES
+from corpuskit.ingest.steps import ParseStep
+from corpuskit.records import Origin, Rejected
+from corpuskit.step import Step, StepOutput, register_step, run_steps
 
 DELIMITER = "\ue000"     # private-use character: never in real text (lines holding it are cleaned)
 MAX_LINE_CHARS = 1000    # SentencePiece silently drops sentences over max_sentence_length bytes
 MAX_SENTENCE_BYTES = 4 * MAX_LINE_CHARS + 192
 HOLDOUT_SHARE = 0.02
 HOLDOUT_MAX = 2000
+JIEBA_TASK = 2048        # lines per jieba task: enough work to outweigh sending it to a worker
 
 
 @dataclass
@@ -49,7 +57,7 @@ def record_lines(text: str) -> Iterator[str]:
 
 
 def reservoir_sample(items: Iterable, sample: Sample, max_sentences: int, seed: int, report) -> Sample:
-    """Consume records (or Rejected), filling `sample`; counts every record in `report`."""
+    """Consume records or their texts (or Rejected), filling `sample`; counts every record in `report`."""
     rng = random.Random(seed)
     hold_rng = random.Random(seed + 1)
     for item in items:
@@ -57,7 +65,7 @@ def reservoir_sample(items: Iterable, sample: Sample, max_sentences: int, seed: 
             report.reject(item)
             continue
         report.keep()
-        text = item.content_text()
+        text = item if isinstance(item, str) else item.content_text()
         for line in record_lines(text):
             if len(line) == MAX_LINE_CHARS:
                 sample.long_lines_cut += 1
@@ -85,21 +93,97 @@ def _jieba_segment(line: str) -> str:
     return DELIMITER.join(w for w in jieba.cut(line, HMM=True) if w)
 
 
-def jieba_segment_all(lines: list[str], workers: int, progress) -> list[str]:
-    """Segment lines in order; the result does not depend on `workers`."""
+def _jieba_ready() -> None:
+    """Load jieba's dictionary once per process (quietly), in whichever process runs the step."""
     import logging
 
     import jieba
 
     jieba.setLogLevel(logging.WARNING)
-    if workers <= 1:
-        jieba.initialize()
-        return [_jieba_segment(line) for line in progress(lines, "jieba", total=len(lines), unit="line")]
-    from corpuskit.pool import worker_pool
+    jieba.initialize()  # a no-op once loaded
 
-    with worker_pool(workers, jieba.initialize, start_method="fork") as pool:
-        return list(progress(pool.imap(_jieba_segment, lines, chunksize=256), "jieba",
-                             total=len(lines), unit="line"))
+
+@register_step("jieba-segment")
+@dataclass(frozen=True)
+class JiebaStep(Step):
+    """Lines -> the same lines cut into jieba words joined by DELIMITER (one output per input line)."""
+
+    def process(self, batch) -> StepOutput:
+        _jieba_ready()
+        return StepOutput(kept=[_jieba_segment(line) for line in batch])
+
+
+def _segment_task(lines: tuple[str, ...]) -> list[str]:
+    return run_steps([JiebaStep()], list(lines)).kept
+
+
+def jieba_segment_all(lines: list[str], executor: Executor, progress) -> list[str]:
+    """Segment lines in order on the executor (JIEBA_TASK lines per task); the result does not
+    depend on the engine or its workers."""
+    out: list[str] = []
+    bar = progress(None, "jieba", total=len(lines), unit="line")
+    tasks = (tuple(lines[i:i + JIEBA_TASK]) for i in range(0, len(lines), JIEBA_TASK))
+    for part in executor.map(_segment_task, tasks):
+        out.extend(part)
+        bar.update(len(part))
+    bar.close()
+    return out
+
+
+@register_step("content-text")
+@dataclass(frozen=True)
+class ContentTextStep(Step):
+    """Records -> the text train-vocab learns from (Record.content_text)."""
+
+    def process(self, batch) -> StepOutput:
+        return StepOutput(kept=[rec.content_text() for rec in batch])
+
+
+@dataclass(frozen=True)
+class VocabSteps:
+    """Picklable builder of the reading steps (engine.tasks.RecordTask.build_steps)."""
+
+    fmt: str = "auto"
+
+    def __call__(self) -> list[Step]:
+        return [ParseStep(self.fmt), ContentTextStep()]
+
+
+@dataclass
+class TextPart:
+    split: Split
+    texts: list[str]
+    rejected: list[Rejected]
+    n_lines: int
+
+
+def _text_task(task: RecordTask) -> TextPart:
+    """Worker: one piece of input -> its records' texts and its rejects."""
+    steps, items = task.build_steps(), task_items(task)
+    texts: list[str] = []
+    rejected: list[Rejected] = []
+    while batch := list(islice(items, BATCH)):
+        out = run_steps(steps, batch)
+        texts.extend(out.kept)
+        rejected.extend(out.rejected)
+    split = task.split
+    return TextPart(split, texts, rejected, count_lines(split) if task.items is None and not split.whole else 0)
+
+
+def read_texts(files: list[str], executor: Executor, fmt: str = "auto", encoding: str = "utf-8",
+               max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+               split_bytes: int | None = None) -> Iterator[str | Rejected]:
+    """Every input record's text, or its reject (with its file's own line), read in splits on the
+    executor; texts in input order, so the sample does not depend on the engine or split size."""
+    numbers = LineNumbers()
+    tasks = record_tasks(files, VocabSteps(fmt), encoding, max_record_bytes, split_bytes, executor.workers)
+    for part in executor.map(_text_task, tasks):
+        off = numbers.offset(part.split, part.n_lines)
+        for rej in part.rejected:
+            if off:
+                rej.origin = Origin(rej.origin.path, rej.origin.line + off)
+            yield rej
+        yield from part.texts
 
 
 class TrainingFailed(Exception):
