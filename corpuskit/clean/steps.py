@@ -24,8 +24,8 @@ from corpuskit.clean.exact import exact_key_of_form
 from corpuskit.clean.minhash import FormBatch, MinHashParams, Signer, band_key_matrix, choose_bands
 from corpuskit.clean.normalize import NormalizeConfig, normalize_steps
 from corpuskit.engine.splits import Split, count_lines
-from corpuskit.engine.tasks import BATCH, RecordTask
-from corpuskit.ingest import RawItem, read_file, to_record
+from corpuskit.engine.tasks import BATCH, RecordTask, task_items
+from corpuskit.ingest import RawItem, to_record
 from corpuskit.records import PREFERENCE, PRETRAIN, SFT, Origin, Record, Rejected
 from corpuskit.step import Step, StepOutput, register_step, run_steps
 
@@ -273,8 +273,7 @@ def run_clean_task(task: RecordTask) -> CleanTaskResult:
     steps = task.build_steps()
     split = task.split
     result = CleanTaskResult(split)
-    items = iter(task.items) if task.items is not None else iter(
-        read_file(split.path, task.encoding, task.max_record_bytes, None if split.whole else (split.start, split.end)))
+    items = task_items(task)
     timings: dict[str, float] = {}
     while batch := list(islice(items, BATCH)):
         out = run_steps(steps, batch)
