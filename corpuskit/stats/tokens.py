@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -36,3 +37,28 @@ def load_token_counter(tokenizer_dir: str, workers: int = 1):
             ids = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
             return [len(x) for x in ids]
     return count
+
+
+_COUNTERS: dict[tuple[str, str], object] = {}  # per process: (directory, fingerprint) -> counter
+
+
+def tokenizer_fingerprint(tokenizer_dir: str) -> str:
+    """sha256 of the directory's files (names and bytes): a tokenizer rewritten in place is a new key."""
+    h = hashlib.sha256()
+    root = Path(tokenizer_dir)
+    for p in sorted(root.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode("utf-8") + b"\0")
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def cached_token_counter(tokenizer_dir: str, fingerprint: str, counter=None):
+    """The counter for this tokenizer in this process, loaded once per worker process, not per task
+    (`counter`: one the caller already loaded, kept for the tasks that run in its process)."""
+    key = (os.path.realpath(tokenizer_dir), fingerprint)
+    if counter is not None:
+        _COUNTERS[key] = counter
+    elif key not in _COUNTERS:
+        _COUNTERS[key] = load_token_counter(tokenizer_dir, 1)
+    return _COUNTERS[key]
