@@ -53,7 +53,8 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
     files = expand_inputs(inputs)
     count = StatsCountStep(category_field, default_category, category_by_file)
     if tokenizer:  # loaded here first: a bad folder is one line before any work starts
-        from corpuskit.stats.tokens import cached_token_counter, load_token_counter, tokenizer_fingerprint
+        from corpuskit.render.tokenizer_dir import tokenizer_fingerprint
+        from corpuskit.stats.tokens import cached_token_counter, load_token_counter
         counter = load_token_counter(tokenizer, workers)
         fingerprint = tokenizer_fingerprint(tokenizer)
         cached_token_counter(tokenizer, fingerprint, counter)

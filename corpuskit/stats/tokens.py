@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -42,23 +41,11 @@ def load_token_counter(tokenizer_dir: str, workers: int = 1):
 _COUNTERS: dict[tuple[str, str], object] = {}  # per process: (directory, fingerprint) -> counter
 
 
-def tokenizer_fingerprint(tokenizer_dir: str) -> str:
-    """sha256 of the directory's files (names and bytes): a tokenizer rewritten in place is a new key."""
-    h = hashlib.sha256()
-    root = Path(tokenizer_dir)
-    for p in sorted(root.iterdir()):
-        if p.is_file():
-            h.update(p.name.encode("utf-8") + b"\0")
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def cached_token_counter(tokenizer_dir: str, fingerprint: str, counter=None):
     """The counter for this tokenizer in this process, loaded once per worker process, not per task
     (`counter`: one the caller already loaded, kept for the tasks that run in its process)."""
-    key = (os.path.realpath(tokenizer_dir), fingerprint)
-    if counter is not None:
-        _COUNTERS[key] = counter
-    elif key not in _COUNTERS:
-        _COUNTERS[key] = load_token_counter(tokenizer_dir, 1)
-    return _COUNTERS[key]
+    from corpuskit.render.tokenizer_dir import worker_cached
+
+    return worker_cached(_COUNTERS, (os.path.realpath(tokenizer_dir), fingerprint),
+                         lambda: counter if counter is not None else load_token_counter(tokenizer_dir, 1),
+                         replace=counter is not None)
