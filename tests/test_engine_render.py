@@ -1,5 +1,5 @@
-"""`corpuskit render` and `corpuskit stats` on the engine, through the CLI on the real samples: the
-same dataset (Arrow bytes, rows, origins, labels, manifest) and the same statistics whatever the
+"""`corpuskit render` (sft, pretrain, preference, prompt) and `corpuskit stats` on the engine, through
+the CLI on the real samples: the same dataset (Arrow bytes, rows, origins, labels, manifest) and the same statistics whatever the
 engine, the worker count or the split size (many byte ranges per file); row origins and rejects name
 the file's own lines; the tokenizer is loaded once per worker process, not once per task.
 
@@ -167,13 +167,35 @@ def test_tokenizer_is_loaded_once_per_worker_not_per_task(corpus, tmp_path, monk
     assert len(loads) == 1
 
 
-def test_pair_modes_say_they_run_locally(corpus, tmp_path):
+@pytest.fixture(scope="module")
+def pairs(corpus):
+    """Real review-verdict and ShareGPT preference pairs (tests/preference_data.py) in one .jsonl."""
+    from preference_data import review_pairs, sharegpt_pairs, write_jsonl
+
+    path = corpus[0] / "pairs.jsonl"
+    write_jsonl(path, review_pairs(60) + sharegpt_pairs(30))
+    return path
+
+
+def render_pairs(corpus, pairs, out: Path, mode: str, *extra) -> Path:
+    run("render", pairs, "--tokenizer", corpus[0] / "tok", "-o", out, "--mode", mode, "--max-length", 512, *extra)
+    return out
+
+
+@pytest.mark.parametrize("mode", ["preference", "prompt"])
+def test_pair_modes_identical_across_workers_and_split_sizes(corpus, pairs, tmp_path, mode):
+    base = render_pairs(corpus, pairs, tmp_path / "base", mode)
+    got = rows(base)
+    assert len(got) > 60 and [int(r["origin"].rsplit(":", 1)[1]) for r in got] == list(range(1, len(got) + 1))
+    for i, extra in enumerate((["--workers", 2, "--split-size", "4K"], ["--split-size", "3K"])):
+        assert_same_dataset(base, render_pairs(corpus, pairs, tmp_path / f"o{i}", mode, *extra))
+
+
+def test_engine_options_are_checked(corpus, tmp_path):
     d, mixed = corpus[:2]
-    res = run("render", mixed, "--tokenizer", d / "tok", "-o", tmp_path / "p", "--mode", "preference",
-              "--engine", "ray", expect=1)
-    assert "apply to --mode sft and pretrain" in res.output
     res = run("render", mixed, "--tokenizer", d / "tok", "-o", tmp_path / "p", "--ray-address", "auto", expect=1)
     assert "--ray-address needs --engine ray" in res.output
+    assert not (tmp_path / "p").exists()
 
 
 # ---- stats ----------------------------------------------------------------------------------
@@ -226,9 +248,11 @@ def ray_cluster():
 
 
 @pytest.mark.slow
-def test_ray_two_node_cluster_gives_identical_render_and_stats(corpus, data_dir, baseline, stats_baseline,
+def test_ray_two_node_cluster_gives_identical_render_and_stats(corpus, data_dir, pairs, baseline, stats_baseline,
                                                                 tmp_path, ray_cluster):
     ray_args = ["--engine", "ray", "--ray-address", ray_cluster.address, "--split-size", "8K"]
     assert_same_dataset(baseline, render(corpus, tmp_path / "out", *ray_args))
+    assert_same_dataset(render_pairs(corpus, pairs, tmp_path / "p-local", "preference"),
+                        render_pairs(corpus, pairs, tmp_path / "p-ray", "preference", *ray_args))
     assert stats(corpus, data_dir, tmp_path / "s.json", *ray_args) == stats_baseline
     assert not ray.is_initialized()  # the command disconnected; the cluster lives on

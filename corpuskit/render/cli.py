@@ -95,11 +95,8 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
     from corpuskit.render.pipeline import default_truncation, render_corpus, show_samples
 
     if mode in PAIR_MODES:
-        if engine != "local" or ray_address or split_bytes:
-            raise UsageProblem(f"--engine ray, --ray-address and --split-size apply to --mode sft and pretrain, "
-                               f"not {mode} (which runs on local --workers)")
         return _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-                             group_texts, show, workers, fmt, encoding)
+                             group_texts, show, workers, fmt, encoding, engine, ray_address, split_bytes)
     if truncation == "left":
         raise UsageProblem("--truncation left applies to --mode preference and prompt only")
     if output is None and not show:
@@ -138,7 +135,7 @@ def _template_file(name: str | None) -> str | None:
 
 
 def _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-                  group_texts, show, workers, fmt, encoding):
+                  group_texts, show, workers, fmt, encoding, engine, ray_address, split_bytes):
     from corpuskit.render.preference import PAIR_TRUNCATIONS, PairOptions, render_pairs, show_pairs
 
     if output is None and not show:
@@ -160,7 +157,8 @@ def _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length
     if output is None:
         return
     report = render_pairs(list(inputs), output, tok, template, opts, workers, fmt, encoding,
-                          progress=lambda it, desc: progress(it, desc))
+                          progress=lambda it, desc: progress(it, desc, unit="task"), engine=engine,
+                          ray_address=ray_address, split_bytes=split_bytes)
     d = report.details
     click.echo(report.summary(), err=True)
     if mode == "preference":

@@ -28,19 +28,27 @@ def cached_tokenizer(path: str, fingerprint: str, tok: TokenizerDir | None = Non
 @register_step("render")
 @dataclass(frozen=True)
 class RenderStep(Step):
-    """Records -> tokenize.Row (kept) or a reject with its reason (template refused, too long, ...)."""
+    """Records -> tokenize.Row (preference.PairRow for the pair modes) kept, or a reject with its
+    reason (template refused, too long, ...)."""
 
     tokenizer: str
     fingerprint: str
     template: ChatTemplate | None
-    opts: RenderOptions
+    opts: RenderOptions  # or preference.PairOptions
 
     def renderer(self) -> Renderer:
         tpl = self.template
         key = (os.path.realpath(self.tokenizer), self.fingerprint, tpl and (tpl.name, tpl.source, tpl.special_tokens),
                astuple(self.opts))
-        return worker_cached(_RENDERERS, key, lambda: Renderer(cached_tokenizer(self.tokenizer, self.fingerprint),
-                                                               self.template, self.opts))
+        return worker_cached(_RENDERERS, key, self._new_renderer)
+
+    def _new_renderer(self):
+        tok = cached_tokenizer(self.tokenizer, self.fingerprint)
+        if not isinstance(self.opts, RenderOptions):
+            from corpuskit.render.preference import PairRenderer  # it imports the pipeline, which imports us
+
+            return PairRenderer(tok, self.template, self.opts)
+        return Renderer(tok, self.template, self.opts)
 
     def process(self, batch) -> StepOutput:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the workers are the parallelism
@@ -55,7 +63,8 @@ class RenderSteps:
     """Picklable recipe for a task's steps (engine.tasks.RecordTask.build_steps)."""
 
     fmt: str
+    to: str | None  # the record kind parsing converts to (None: as read)
     render: RenderStep
 
     def __call__(self) -> list[Step]:
-        return [ParseStep(self.fmt, self.render.opts.mode), self.render]
+        return [ParseStep(self.fmt, self.to), self.render]
