@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from corpuskit.cli_util import (MAX_SEQ_LEN, UsageProblem, encoding_option, from_option, handle_errors, inputs_argument,
-                                max_record_option, progress, warn, workers_option)
+from corpuskit.cli_util import (MAX_SEQ_LEN, UsageProblem, encoding_option, engine_options, from_option, handle_errors,
+                                inputs_argument, max_record_option, progress, warn, workers_option)
 from corpuskit.overlap import check_paths
 from corpuskit.records import PRETRAIN, SFT
 from corpuskit.render.export import export_template, missing_special_tokens
@@ -72,12 +72,13 @@ def resolve_template(name: str | None, tok: TokenizerDir, mode: str) -> ChatTemp
 @click.option("--show", type=click.IntRange(0), default=0, metavar="N",
               help="Print the first N rendered records with the trained tokens marked.")
 @workers_option
+@engine_options
 @from_option
 @encoding_option
 @max_record_option
 @handle_errors
 def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-               group_texts, show, workers, fmt, encoding, max_record_bytes):
+               group_texts, show, workers, engine, ray_address, split_bytes, fmt, encoding, max_record_bytes):
     """Tokenize records with exact label masks: chat templates for SFT, BOS/EOS for pretraining.
 
     SFT trains on each assistant answer plus the end-of-turn token that closes it; system, user
@@ -95,7 +96,7 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
 
     if mode in PAIR_MODES:
         return _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-                             group_texts, show, workers, fmt, encoding)
+                             group_texts, show, workers, fmt, encoding, engine, ray_address, split_bytes)
     if truncation == "left":
         raise UsageProblem("--truncation left applies to --mode preference and prompt only")
     if output is None and not show:
@@ -118,7 +119,8 @@ def render_cmd(inputs, tokenizer_dir, output, mode, template_name, max_length, t
     if output is None:
         return
     report = render_corpus(list(inputs), output, tok, template, opts, workers, group_texts, fmt, encoding,
-                           progress=lambda it, desc: progress(it, desc))
+                           progress=lambda it, desc: progress(it, desc, unit="task"), engine=engine,
+                           ray_address=ray_address, split_bytes=split_bytes)
     d = report.details
     click.echo(report.summary(), err=True)
     click.echo(f"wrote {output}: {d['rows']} rows, {d['tokens']} tokens ({d['trained_tokens']} trained), "
@@ -133,7 +135,7 @@ def _template_file(name: str | None) -> str | None:
 
 
 def _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length, truncation, train_on,
-                  group_texts, show, workers, fmt, encoding):
+                  group_texts, show, workers, fmt, encoding, engine, ray_address, split_bytes):
     from corpuskit.render.preference import PAIR_TRUNCATIONS, PairOptions, render_pairs, show_pairs
 
     if output is None and not show:
@@ -155,7 +157,8 @@ def _render_pairs(inputs, tokenizer_dir, output, mode, template_name, max_length
     if output is None:
         return
     report = render_pairs(list(inputs), output, tok, template, opts, workers, fmt, encoding,
-                          progress=lambda it, desc: progress(it, desc))
+                          progress=lambda it, desc: progress(it, desc, unit="task"), engine=engine,
+                          ray_address=ray_address, split_bytes=split_bytes)
     d = report.details
     click.echo(report.summary(), err=True)
     if mode == "preference":

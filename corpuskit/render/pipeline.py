@@ -1,58 +1,32 @@
-"""`render` as a streaming pipeline: read records -> render+tokenize in chunks (in worker
-processes when asked) -> write rows in input order. Output never depends on --workers: chunks are
-fixed-size, processed independently, and written back in order.
+"""`render` as a streaming pipeline on the engine: workers read input splits and render+tokenize
+them (render.steps), the driver writes rows in input order. Output never depends on the engine,
+--workers or --split-size: each piece is processed independently and written back in order.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from corpuskit.engine import make_executor
+from corpuskit.engine.items import ItemResult, run_item_tasks
+from corpuskit.engine.tasks import record_tasks
 from corpuskit.ingest import expand_inputs, iter_records
 from corpuskit.outputs import atomic_dir, write_json
-from corpuskit.pool import worker_pool
 from corpuskit.records import PRETRAIN, Rejected
 from corpuskit.report import StageReport
 from corpuskit.render.dataset_io import RENDER_FEATURES, write_dataset
 from corpuskit.render.templates import ChatTemplate
-from corpuskit.render.tokenize import IGNORE, RenderOptions, Renderer, init_worker, process_chunk
-from corpuskit.render.tokenizer_dir import TokenizerDir
+from corpuskit.render.tokenize import IGNORE, RenderOptions, Renderer
+from corpuskit.render.steps import RenderStep, RenderSteps, cached_tokenizer
+from corpuskit.render.tokenizer_dir import TokenizerDir, tokenizer_fingerprint
 
 FORMAT = "corpuskit.render/1"
-CHUNK = 256  # records per task; fixed so that results never depend on --workers
-
-
-def chunked(items: Iterable, size: int) -> Iterator[list]:
-    buf: list = []
-    for it in items:
-        buf.append(it)
-        if len(buf) >= size:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
-
-
-def ordered_map(fn: Callable, chunks: Iterable[list], workers: int, initializer, initargs) -> Iterator[list]:
-    """fn over chunks, results in input order; at most 2*workers chunks in flight (bounded memory)."""
-    if workers <= 1:
-        initializer(*initargs)
-        for c in chunks:
-            yield fn(c)
-        return
-    with worker_pool(workers, initializer, initargs, start_method="spawn") as pool:
-        pending: deque = deque()
-        for c in chunks:
-            pending.append(pool.apply_async(fn, (c,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
 
 
 def length_bucket(n: int) -> str:
@@ -155,20 +129,43 @@ def grouped_rows(items: Iterable[list], block: int, report: StageReport, stats: 
         yield from flush(final=True)
 
 
+def task_items(result: ItemResult) -> list:
+    """A task's rejects and rows, row origins renumbered to their file's own lines (a byte-range
+    split numbers its lines from 1; the runner knows how many came before)."""
+    if result.line_offset:
+        for row in result.kept:
+            path, line = row.origin.rsplit(":", 1)
+            row.origin = f"{path}:{int(line) + result.line_offset}"
+    return [*result.rejected, *result.kept]
+
+
+def engine_results(ex, files: list[str], tok: TokenizerDir, template: ChatTemplate | None, opts, to: str | None,
+                   fmt: str, encoding: str, max_record_bytes: int, split_bytes: int | None,
+                   progress: Callable) -> Iterator[list]:
+    """Each task's rejects and rows (task_items), in input order, from executor `ex`."""
+    fingerprint = tokenizer_fingerprint(str(tok.path))
+    cached_tokenizer(str(tok.path), fingerprint, tok)  # tasks run in this process reuse it
+    build = RenderSteps(fmt, to, RenderStep(str(tok.path), fingerprint, template, opts))
+    tasks = record_tasks(files, build, encoding, max_record_bytes, split_bytes, ex.workers)
+    return (task_items(r) for r in progress(run_item_tasks(ex, tasks), desc="render"))
+
+
 def render_corpus(inputs: list[str], outdir: str | Path, tok: TokenizerDir, template: ChatTemplate | None,
                   opts: RenderOptions, workers: int = 1, group_texts: int | None = None, fmt: str = "auto",
-                  encoding: str = "utf-8", progress: Callable = lambda it, **kw: it) -> StageReport:
+                  encoding: str = "utf-8", progress: Callable = lambda it, **kw: it, engine: str = "local",
+                  ray_address: str | None = None, split_bytes: int | None = None) -> StageReport:
+    """Records are read, rendered and tokenized by the engine's workers (byte ranges of big
+    .jsonl/.txt files in parallel); rows are written here in input order, so the dataset never
+    depends on the engine, the workers or the split size."""
     files = expand_inputs(inputs)
     report = StageReport("render", inputs=files)
     stats = RenderStats()
     t0 = time.perf_counter()
-    records = progress(iter_records(files, fmt, opts.mode, encoding, max_record_bytes=opts.max_record_bytes),
-                       desc="render")
-    results = ordered_map(process_chunk, chunked(records, CHUNK), workers, init_worker,
-                          (str(tok.path), template, opts))
-    rows = (grouped_rows(results, group_texts, report, stats) if group_texts
-            else rendered_rows(results, report, stats))
-    with atomic_dir(outdir, "render") as tmp:
+    with make_executor(engine, workers, ray_address) as ex, atomic_dir(outdir, "render") as tmp:
+        results = engine_results(ex, files, tok, template, opts, opts.mode, fmt, encoding, opts.max_record_bytes,
+                                 split_bytes, progress)
+        rows = (grouped_rows(results, group_texts, report, stats) if group_texts
+                else rendered_rows(results, report, stats))
         write_dataset(tmp, RENDER_FEATURES, rows)
         report.time("render", time.perf_counter() - t0)
         report.details.update({

@@ -16,7 +16,6 @@ reply that cannot fit with BOS and a prompt token is rejected either way. A repl
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,12 +24,13 @@ from typing import Callable
 import numpy as np
 from datasets import Features, Value
 
-from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.engine import make_executor
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, expand_inputs, iter_records
 from corpuskit.ingest.preference import reply_turns
 from corpuskit.outputs import atomic_dir, write_json
 from corpuskit.records import PREFERENCE, SFT, Record, Rejected
 from corpuskit.render.dataset_io import INT_LIST, write_dataset
-from corpuskit.render.pipeline import CHUNK, FORMAT, chunked, length_bucket, ordered_map
+from corpuskit.render.pipeline import FORMAT, engine_results, length_bucket
 from corpuskit.render.templates import ChatTemplate, TemplateError
 from corpuskit.render.tokenize import _Reject
 from corpuskit.render.tokenizer_dir import TokenizerDir
@@ -190,20 +190,6 @@ def _tokens_before(enc, end: int, text_len: int) -> int:
     return k + 1 if enc.token_to_chars(k)[0] < end else k
 
 
-# -- worker processes ---------------------------------------------------------------------------
-_WORKER: PairRenderer | None = None
-
-
-def init_worker(tokenizer_path: str, template: ChatTemplate, opts: PairOptions) -> None:
-    global _WORKER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    _WORKER = PairRenderer(TokenizerDir.load(tokenizer_path), template, opts)
-
-
-def process_chunk(records: list) -> list:
-    return _WORKER.process(records)
-
-
 @dataclass
 class PairStats:
     rows: int = 0
@@ -232,16 +218,16 @@ class PairStats:
 
 def render_pairs(inputs: list[str], outdir: str | Path, tok: TokenizerDir, template: ChatTemplate, opts: PairOptions,
                  workers: int = 1, fmt: str = "auto", encoding: str = "utf-8",
-                 progress: Callable = lambda it, **kw: it) -> StageReport:
+                 progress: Callable = lambda it, **kw: it, engine: str = "local", ray_address: str | None = None,
+                 split_bytes: int | None = None) -> StageReport:
+    """On the engine, as render_corpus: pairs written in input order whatever the engine or workers."""
     files = expand_inputs(inputs)
     report = StageReport("render", inputs=files)
     stats = PairStats()
     t0 = time.perf_counter()
     to = PREFERENCE if opts.mode == PREFERENCE else None
-    records = progress(iter_records(files, fmt, to, encoding), desc="render")
-    results = ordered_map(process_chunk, chunked(records, CHUNK), workers, init_worker, (str(tok.path), template, opts))
 
-    def rows():
+    def rows(results):
         for chunk in results:
             for r in chunk:
                 if isinstance(r, Rejected):
@@ -252,8 +238,10 @@ def render_pairs(inputs: list[str], outdir: str | Path, tok: TokenizerDir, templ
                 yield r.to_row()
 
     features = PREFERENCE_FEATURES if opts.mode == PREFERENCE else PROMPT_FEATURES
-    with atomic_dir(outdir) as tmp:
-        write_dataset(tmp, features, rows(), batch_rows=1000)
+    with make_executor(engine, workers, ray_address) as ex, atomic_dir(outdir) as tmp:
+        results = engine_results(ex, files, tok, template, opts, to, fmt, encoding, DEFAULT_MAX_RECORD_BYTES,
+                                 split_bytes, progress)
+        write_dataset(tmp, features, rows(results), batch_rows=1000)
         report.time("render", time.perf_counter() - t0)
         lengths = dict(sorted(stats.lengths.items(), key=lambda kv: int(kv[0][2:])))
         report.details.update({

@@ -11,7 +11,6 @@ boundary.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -257,16 +256,3 @@ class _Reject(Exception):
         super().__init__(message)
         self.reason, self.message = reason, message
 
-
-# -- worker processes: each holds one Renderer, built once --------------------------------------
-_WORKER: Renderer | None = None
-
-
-def init_worker(tokenizer_path: str, template: ChatTemplate | None, opts: RenderOptions) -> None:
-    global _WORKER
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # --workers decides the parallelism
-    _WORKER = Renderer(TokenizerDir.load(tokenizer_path), template, opts)
-
-
-def process_chunk(records: list[Record]) -> list[Row | Rejected]:
-    return _WORKER.process(records)

@@ -98,3 +98,31 @@ class TokenizerDir:
                 "bos_token_id": self.token_id(self.bos_token), "eos_token_id": self.token_id(self.eos_token),
                 "pad_token_id": self.token_id(self.pad_token),
                 "sha256": sha256_file(self.path / "tokenizer.json")}
+
+
+def tokenizer_fingerprint(tokenizer_dir: str) -> str:
+    """sha256 of the directory's files (names and bytes): a tokenizer rewritten in place is a new key."""
+    h = hashlib.sha256()
+    root = Path(tokenizer_dir)
+    for p in sorted(root.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode("utf-8") + b"\0")
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+WORKER_CACHE_SIZE = 4  # tokenizers kept per worker process (a Ray worker may serve several commands)
+
+
+def worker_cached(cache: dict, key, load, replace: bool = False):
+    """cache[key], loaded on first use in this process and kept for its later tasks (at most
+    WORKER_CACHE_SIZE entries, least recently used dropped); `replace`: store load() anyway."""
+    if replace or key not in cache:
+        value = load()
+        cache.pop(key, None)
+        while len(cache) >= WORKER_CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = value
+    else:
+        cache[key] = cache.pop(key)  # most recently used last
+    return cache[key]

@@ -5,14 +5,18 @@ from __future__ import annotations
 import click
 
 from corpuskit.bucket.inputs import category_options
-from corpuskit.cli_util import (MAX_WORKERS, encoding_option, from_option, handle_errors, inputs_argument,
-                                max_record_option, progress, warn)
-from corpuskit.ingest import expand_inputs, iter_records
+from corpuskit.cli_util import (MAX_WORKERS, encoding_option, engine_options, from_option, handle_errors,
+                                inputs_argument, max_record_option, progress, warn)
+from corpuskit.engine import make_executor
+from corpuskit.engine.items import run_item_tasks
+from corpuskit.engine.tasks import record_tasks
+from corpuskit.ingest import expand_inputs
 from corpuskit.outputs import atomic_files
 from corpuskit.overlap import check_paths
 from corpuskit.report import StageReport
-from corpuskit.stats.collect import collect_stats
+from corpuskit.stats.collect import merge_counts
 from corpuskit.stats.render import save_plot, to_json, to_text
+from corpuskit.stats.steps import StatsCountStep, StatsSteps
 
 SHOW_REJECTS = 10
 
@@ -25,17 +29,20 @@ SHOW_REJECTS = 10
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write the statistics as JSON here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Also save the length histogram as a PNG here.")
 @click.option("--workers", type=click.IntRange(1, MAX_WORKERS), default=1, show_default=True,
-              help="Tokenizer threads for --tokenizer counting (threads, not processes); counts never depend on this.")
+              help="Worker processes (or Ray tasks) that read, parse and count; counts never depend on this.")
+@engine_options
 @from_option
 @encoding_option
 @max_record_option
 @handle_errors
 def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_file, json_path, plot_path,
-              workers, fmt, encoding, max_record_bytes):
+              workers, engine, ray_address, split_bytes, fmt, encoding, max_record_bytes):
     """Records, characters and tokens per category, and a length histogram (power-of-two ranges),
     printed as a table. Records that cannot be read are counted as rejected with their reason
     (the first few are listed with file and line). SFT records count the text of all turns.
-    With --tokenizer, --workers sets the tokenizer's threads (the counting is the long part).
+    The work runs on --engine (--workers processes, or Ray tasks): big .jsonl/.txt files are read
+    in byte ranges in parallel and the counts are added up in input order, so the numbers (and the
+    rejects listed) never depend on the engine, the workers or --split-size.
 
     \b
     Examples:
@@ -44,10 +51,14 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
     """
     check_paths({"input": inputs, "--tokenizer": tokenizer}, files={"--json": json_path, "--plot": plot_path})
     files = expand_inputs(inputs)
-    count_tokens = None
-    if tokenizer:
-        from corpuskit.stats.tokens import load_token_counter
-        count_tokens = load_token_counter(tokenizer, workers)
+    count = StatsCountStep(category_field, default_category, category_by_file)
+    if tokenizer:  # loaded here first: a bad folder is one line before any work starts
+        from corpuskit.render.tokenizer_dir import tokenizer_fingerprint
+        from corpuskit.stats.tokens import cached_token_counter, load_token_counter
+        counter = load_token_counter(tokenizer, workers)
+        fingerprint = tokenizer_fingerprint(tokenizer)
+        cached_token_counter(tokenizer, fingerprint, counter)
+        count = StatsCountStep(category_field, default_category, category_by_file, tokenizer, fingerprint)
     report = StageReport("stats", inputs=files)
     shown = [0]
 
@@ -56,9 +67,10 @@ def stats_cmd(inputs, tokenizer, category_field, default_category, category_by_f
             warn(f"{rej.origin}: rejected ({rej.reason}): {rej.message}")
         shown[0] += 1
 
-    stats = collect_stats(progress(iter_records(files, fmt, None, encoding, max_record_bytes=max_record_bytes), "stats"), report,
-                          category_field, default_category, count_tokens, on_reject=on_reject,
-                          category_by_file=category_by_file)
+    with make_executor(engine, workers, ray_address) as ex:
+        tasks = record_tasks(files, StatsSteps(fmt, count), encoding, max_record_bytes, split_bytes, ex.workers)
+        stats = merge_counts(progress(run_item_tasks(ex, tasks), "stats", unit="task"), report,
+                             tokenizer is not None, on_reject)
     if shown[0] > SHOW_REJECTS:
         warn(f"... and {shown[0] - SHOW_REJECTS} more rejected records")
     click.echo(to_text(stats), nl=False)

@@ -116,3 +116,24 @@ def collect_stats(records: Iterable[Record | Rejected], report: StageReport, cat
     if batch_texts:
         flush()
     return stats
+
+
+def merge_counts(results: Iterable, report: StageReport, counted_tokens: bool,
+                 on_reject: Callable[[Rejected], None] | None = None) -> CorpusStats:
+    """The engine's per-record counts (stats.steps.StatsCountStep), task results in input order,
+    added up on the driver: the same CorpusStats as collect_stats over the same records."""
+    stats = CorpusStats(report, counted_tokens)
+    for result in results:
+        for rej in result.rejected:
+            report.reject(rej)
+            if on_reject:
+                on_reject(rej)
+        report.keep(len(result.kept))
+        for cat, n_chars, n_tokens in result.kept:
+            s = stats.categories.get(cat)
+            if s is None:
+                s = stats.categories[cat] = CategoryStats()
+            s.add_text(n_chars)
+            if counted_tokens:
+                s.add_tokens(n_tokens)
+    return stats

@@ -36,3 +36,16 @@ def load_token_counter(tokenizer_dir: str, workers: int = 1):
             ids = tok(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
             return [len(x) for x in ids]
     return count
+
+
+_COUNTERS: dict[tuple[str, str], object] = {}  # per process: (directory, fingerprint) -> counter
+
+
+def cached_token_counter(tokenizer_dir: str, fingerprint: str, counter=None):
+    """The counter for this tokenizer in this process, loaded once per worker process, not per task
+    (`counter`: one the caller already loaded, kept for the tasks that run in its process)."""
+    from corpuskit.render.tokenizer_dir import worker_cached
+
+    return worker_cached(_COUNTERS, (os.path.realpath(tokenizer_dir), fingerprint),
+                         lambda: counter if counter is not None else load_token_counter(tokenizer_dir, 1),
+                         replace=counter is not None)
