@@ -2,8 +2,10 @@
 
 A stage hands the executor picklable tasks and a module-level task function; the executor returns
 results in task order, whatever the engine or the number of workers, so output bytes never depend on
-where the work ran. `validate` and `convert` run on it (tasks.py: the record-parallel task over
-steps, shards.py: numbered output parts with a manifest); the other corpus commands move onto it next.
+where the work ran. validate, convert, clean, bucket, stats, render and train-vocab run on it
+(tasks.py: the record-parallel task over steps; items.py: the same for stages whose results are not
+records; shards.py: numbered output parts with a manifest). Global steps (exact and near-dup joins,
+bucket plans, SentencePiece training) run on the driver.
 """
 
 from corpuskit.engine.executor import ENGINES, EngineError, Executor, LocalExecutor, make_executor
