@@ -8,6 +8,7 @@ Adding a step means writing one class and registering it under a name.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterable
@@ -24,13 +25,14 @@ class StepOutput:
     counters: Counter = field(default_factory=Counter)
 
 
-class Step:
+class Step(ABC):
     """One job over a batch; `process` keeps the order of the items it keeps."""
 
     name: ClassVar[str] = "step"
 
+    @abstractmethod
     def process(self, batch: list[Any]) -> StepOutput:
-        raise NotImplementedError
+        """Kept items (in order), rejects and counters for `batch`."""
 
 
 def register_step(name: str) -> Callable[[type[Step]], type[Step]]:

@@ -89,18 +89,6 @@ def test_engine_options_are_usage_errors(big_jsonl):
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_two_node_cluster_gives_identical_results(big_jsonl, ray_cluster):
     path, _ = big_jsonl

@@ -182,18 +182,6 @@ def test_train_vocab_counts_every_record_and_names_reject_lines(corpus, vocab_ba
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_two_node_cluster_gives_identical_output(corpus, baselines, tmp_path, ray_cluster):
     inputs, _ = corpus

@@ -258,18 +258,6 @@ def test_usage_errors(data_dir, tmp_path):
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=1)
-    yield cluster
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster.shutdown()
-
-
 @pytest.mark.slow
 def test_ray_two_node_cluster_gives_identical_output(corpus, baseline, tmp_path, ray_cluster):
     inputs, _ = corpus

@@ -9,6 +9,7 @@ results never depend on the engine or the worker count.
 from __future__ import annotations
 
 import contextlib
+from abc import ABC, abstractmethod
 import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator
@@ -23,7 +24,7 @@ class EngineError(CorpusError):
     """The engine cannot run (Ray missing, cluster unreachable): a one-line message for the user."""
 
 
-class Executor:
+class Executor(ABC):
     """Ordered map over tasks. Subclasses implement `_submit` and `_result`."""
 
     name = "?"
@@ -39,11 +40,13 @@ class Executor:
         while pending:
             yield self._result(pending.popleft())
 
+    @abstractmethod
     def _submit(self, fn, task):
-        raise NotImplementedError
+        """Start `fn(task)`; a handle for `_result`."""
 
+    @abstractmethod
     def _result(self, handle):
-        raise NotImplementedError
+        """The value of a started task (waits for it)."""
 
     def close(self) -> None:
         pass
