@@ -128,11 +128,17 @@ max_record_option = click.option(
          "is read past without being held and rejected as record_too_large.")
 
 
-def engine_options(fn: Callable) -> Callable:
-    """--engine / --ray-address / --split-size: where the work runs; output bytes never depend on it."""
+SPLIT_DEFAULT = "64M, or less to give each worker about 4 ranges, >= 1M"
+
+
+def engine_options(fn: Callable | None = None, *, split_default: str = SPLIT_DEFAULT) -> Callable:
+    """--engine / --ray-address / --split-size: where the work runs; output bytes never depend on it.
+    Use as `@engine_options`, or `@engine_options(split_default=...)` where a command sizes splits its own way."""
+    if fn is None:
+        return lambda f: engine_options(f, split_default=split_default)
     fn = click.option("--split-size", "split_bytes", type=ByteSize(1, 1 << 40), default=None, metavar="SIZE",
                       help="Read .jsonl/.txt files in byte ranges of about this size, in parallel (line numbers "
-                           "stay exact)  [default: 64M, or less to give each worker about 4 ranges, >= 1M]")(fn)
+                           f"stay exact)  [default: {split_default}]")(fn)
     fn = click.option("--ray-address", default=None, metavar="auto|HOST:PORT",
                       help="With --engine ray: join this Ray cluster (default: start a local Ray for this command).")(fn)
     return click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,

@@ -84,6 +84,18 @@ def test_engine_options_are_usage_errors(big_jsonl):
     assert "--split-size" in res.output
 
 
+def test_split_size_help_gives_each_commands_own_default():
+    """clean caps its splits at 256K (bounded memory while dedup indexes); the help says so, the
+    other commands keep the shared default."""
+    def default_of(command):
+        text = " ".join(run(command, "--help").output.split())
+        return text.split("stay exact) [default: ", 1)[1].split("]", 1)[0]
+
+    assert default_of("clean").startswith("256K")
+    for command in ("convert", "validate", "render", "bucket", "stats", "train-vocab"):
+        assert default_of(command).startswith("64M, or less"), command
+
+
 # ---- Ray ------------------------------------------------------------------------------------
 
 ray = pytest.importorskip("ray")

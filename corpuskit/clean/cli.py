@@ -62,7 +62,7 @@ def _parse_memory(ctx, param, value: str) -> MemoryBudget:
 @click.option("--tmp-dir", type=click.Path(file_okay=False), default=None,
               help="Scratch folder for near-dup runs on disk (default: beside the output; removed at the end).")
 @workers_option
-@engine_options
+@engine_options(split_default="256K: a split's records wait in memory until dedup has indexed them")
 @seed_option
 @from_option
 @encoding_option
