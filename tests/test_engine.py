@@ -141,3 +141,19 @@ def test_ray_retries_a_task_whose_worker_died(big_jsonl, tmp_path, ray_cluster):
     assert os.path.exists(marker)  # a worker really died mid-task
     want = [(r.to_json(), n) for r, n in LocalExecutor(1).map(validate_split, tasks)]
     assert got == want
+
+
+@pytest.mark.slow
+def test_ray_started_by_the_command_is_quiet_and_gives_local_results(big_jsonl, tmp_path):
+    """Without --ray-address the command starts its own Ray (never a cluster found running, such as
+    this session's two-node fixture) and stops it; stderr carries corpuskit's lines only."""
+    import subprocess
+
+    path, _ = big_jsonl
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    base = [sys.executable, "-m", "corpuskit.cli", "validate", str(path), "--split-size", "32K", "--format", "json"]
+    local = subprocess.run(base, capture_output=True, text=True, env=env)
+    on_ray = subprocess.run(base + ["--engine", "ray", "--workers", "2"], capture_output=True, text=True, env=env)
+    assert local.returncode == on_ray.returncode == 1, on_ray.stderr
+    assert on_ray.stdout == local.stdout
+    assert on_ray.stderr == local.stderr, on_ray.stderr  # no Ray start-up or token-authentication notices

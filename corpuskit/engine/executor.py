@@ -114,7 +114,8 @@ class RayExecutor(Executor):
                 kwargs["address"] = address
             # ship corpuskit itself to the workers only when they cannot import it (same code everywhere)
             try:
-                ray.init(**kwargs)
+                with _quiet_token_notice(address is None):
+                    ray.init(**kwargs)
             except (ConnectionError, RuntimeError, ValueError) as e:
                 raise EngineError(f"cannot start or join Ray ({address or 'local'}): {e}") from None
             self._started = True
@@ -141,6 +142,22 @@ class RayExecutor(Executor):
         if self._started:
             self._ray.shutdown()
             self._started = False
+
+
+@contextlib.contextmanager
+def _quiet_token_notice(quiet: bool):
+    """A Ray instance started for one command gets token authentication on by default and says so on
+    stderr every run; that line is noise in a CLI, so it is held back there (not for a joined cluster)."""
+    import logging
+
+    log = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = log.level
+    if quiet:
+        log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
 
 
 def make_executor(engine: str = "local", workers: int = 1, ray_address: str | None = None) -> Executor:
