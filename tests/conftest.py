@@ -97,3 +97,39 @@ def ray_cluster():
     if ray.is_initialized():
         ray.shutdown()
     cluster.shutdown()
+
+
+def _die_once(job):
+    """Runs fn(task), except that the first time it gets the victim split it kills its own worker
+    process (a marker file remembers), so Ray has to retry the task elsewhere."""
+    fn, task, marker, victim = job
+    if task.split.start == victim and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(1)
+    return fn(task)
+
+
+@pytest.fixture
+def ray_map_killing_a_worker(ray_cluster, tmp_path):
+    """map(fn, tasks) on the two-node cluster with the worker that runs the middle byte-range split
+    killed once; checks a worker really died. Returns the results in task order."""
+    import ray
+    from ray import cloudpickle
+
+    from corpuskit.engine.executor import RayExecutor
+
+    def run(fn, tasks):
+        byte_range = [t for t in tasks if getattr(t, "items", None) is None and not t.split.whole]
+        victim = byte_range[len(byte_range) // 2].split.start
+        marker = str(tmp_path / "killed")
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+        ray.init(address=ray_cluster.address, include_dashboard=False, log_to_driver=False)
+        try:
+            with RayExecutor() as ex:
+                got = list(ex.map(_die_once, [(fn, t, marker, victim) for t in tasks]))
+        finally:
+            ray.shutdown()
+        assert os.path.exists(marker), "no worker was killed"
+        return got
+
+    return run

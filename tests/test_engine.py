@@ -111,36 +111,12 @@ def test_ray_two_node_cluster_gives_identical_results(big_jsonl, ray_cluster):
     assert not ray.is_initialized()  # the command disconnected; the cluster lives on
 
 
-def die_once_then_validate(task_and_marker):
-    """Kills its worker process the first time it runs on the victim split (a marker file remembers)."""
-    task, marker, victim = task_and_marker
-    if task.split.start == victim and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(1)
-    return validate_split(task)
-
-
 @pytest.mark.slow
-def test_ray_retries_a_task_whose_worker_died(big_jsonl, tmp_path, ray_cluster):
-    from ray import cloudpickle
-
-    from corpuskit.engine.executor import RayExecutor
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+def test_ray_retries_a_task_whose_worker_died(big_jsonl, ray_map_killing_a_worker):
     path, _ = big_jsonl
-    marker = str(tmp_path / "killed")
-    splits = plan_splits([str(path)], 32_000)
-    victim = splits[len(splits) // 2].start
-    tasks = [SplitCheck(s, "auto", "utf-8", 50, None, 16 << 20) for s in splits]
-    ray.init(address=ray_cluster.address, include_dashboard=False, log_to_driver=False)
-    try:
-        with RayExecutor() as ex:
-            got = [(r.to_json(), n) for r, n in ex.map(die_once_then_validate, [(t, marker, victim) for t in tasks])]
-    finally:
-        ray.shutdown()
-    assert os.path.exists(marker)  # a worker really died mid-task
-    want = [(r.to_json(), n) for r, n in LocalExecutor(1).map(validate_split, tasks)]
-    assert got == want
+    tasks = [SplitCheck(s, "auto", "utf-8", 50, None, 16 << 20) for s in plan_splits([str(path)], 32_000)]
+    got = [(r.to_json(), n) for r, n in ray_map_killing_a_worker(validate_split, tasks)]
+    assert got == [(r.to_json(), n) for r, n in LocalExecutor(1).map(validate_split, tasks)]
 
 
 @pytest.mark.slow

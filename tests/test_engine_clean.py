@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -154,17 +152,6 @@ def test_ray_two_node_cluster_gives_identical_output(corpus, baseline, tmp_path,
     assert not ray.is_initialized()  # the command disconnected; the cluster lives on
 
 
-def die_once_then_clean(task_and_marker):
-    """Kills its worker process the first time it runs the victim split (a marker file remembers)."""
-    from corpuskit.clean.steps import run_clean_task
-
-    task, marker, victim = task_and_marker
-    if task.split.start == victim and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(1)
-    return run_clean_task(task)
-
-
 def comparable(result) -> tuple:
     return (result.split, result.n_lines,
             [([x.to_json() for x in b.items], b.outcomes, None if b.sigs is None else b.sigs.tobytes(),
@@ -172,27 +159,15 @@ def comparable(result) -> tuple:
 
 
 @pytest.mark.slow
-def test_ray_retries_a_clean_task_whose_worker_died(corpus, tmp_path, ray_cluster):
-    from ray import cloudpickle
-
+def test_ray_retries_a_clean_task_whose_worker_died(corpus, ray_map_killing_a_worker):
     from corpuskit.clean.config import default_config
     from corpuskit.clean.minhash import MinHashParams
     from corpuskit.clean.steps import CleanSteps, run_clean_task
-    from corpuskit.engine.executor import LocalExecutor, RayExecutor
+    from corpuskit.engine.executor import LocalExecutor
     from corpuskit.engine.tasks import record_tasks
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     inputs, _ = corpus
     build = CleanSteps(default_config(), minhash=MinHashParams())
     tasks = list(record_tasks([str(p) for p in inputs], build, split_bytes=32_000))
-    byte_range = [t for t in tasks if t.items is None and not t.split.whole]
-    victim = byte_range[len(byte_range) // 2].split.start
-    marker = str(tmp_path / "killed")
-    ray.init(address=ray_cluster.address, include_dashboard=False, log_to_driver=False)
-    try:
-        with RayExecutor() as ex:
-            got = [comparable(r) for r in ex.map(die_once_then_clean, [(t, marker, victim) for t in tasks])]
-    finally:
-        ray.shutdown()
-    assert os.path.exists(marker)  # a worker really died mid-task
+    got = [comparable(r) for r in ray_map_killing_a_worker(run_clean_task, tasks)]
     assert got == [comparable(r) for r in LocalExecutor(1).map(run_clean_task, tasks)]

@@ -271,42 +271,20 @@ def test_ray_two_node_cluster_gives_identical_output(corpus, baseline, tmp_path,
     assert not ray.is_initialized()  # the command disconnected; the cluster lives on
 
 
-def die_once_then_convert(task_and_marker):
-    """Kills its worker process the first time it runs the victim split (a marker file remembers)."""
-    from corpuskit.engine.tasks import run_record_task
-
-    task, marker, victim = task_and_marker
-    if task.split.start == victim and not os.path.exists(marker):
-        Path(marker).write_text(str(os.getpid()))
-        os._exit(1)
-    return run_record_task(task)
-
-
 @pytest.mark.slow
-def test_ray_retries_a_convert_task_whose_worker_died(corpus, tmp_path, ray_cluster):
-    from ray import cloudpickle
-
-    from corpuskit.engine.executor import LocalExecutor, RayExecutor
+def test_ray_retries_a_convert_task_whose_worker_died(corpus, ray_map_killing_a_worker):
+    from corpuskit.engine.executor import LocalExecutor
     from corpuskit.engine.tasks import record_tasks, run_record_task
     from corpuskit.ingest.cli import ConvertSteps
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
     inputs, _ = corpus
     tasks = list(record_tasks([str(p) for p in inputs], ConvertSteps(category="general"), split_bytes=32_000))
-    byte_range = [t for t in tasks if t.items is None and not t.split.whole]
-    victim = byte_range[len(byte_range) // 2].split.start
-    marker = str(tmp_path / "killed")
-    ray.init(address=ray_cluster.address, include_dashboard=False, log_to_driver=False)
-    try:
-        with RayExecutor() as ex:
-            got = [(r.data, r.kept, [x.to_json() for x in r.rejected], r.n_lines)
-                   for r in ex.map(die_once_then_convert, [(t, marker, victim) for t in tasks])]
-    finally:
-        ray.shutdown()
-    assert os.path.exists(marker)  # a worker really died mid-task
-    want = [(r.data, r.kept, [x.to_json() for x in r.rejected], r.n_lines)
-            for r in LocalExecutor(1).map(run_record_task, tasks)]
-    assert got == want
+
+    def comparable(r):
+        return r.data, r.kept, [x.to_json() for x in r.rejected], r.n_lines
+
+    got = [comparable(r) for r in ray_map_killing_a_worker(run_record_task, tasks)]
+    assert got == [comparable(r) for r in LocalExecutor(1).map(run_record_task, tasks)]
 
 
 # ---- fsspec URLs ----------------------------------------------------------------------------
