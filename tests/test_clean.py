@@ -216,7 +216,7 @@ def test_interrupted_run_leaves_no_complete_looking_output(tmp_path, data_dir, m
 
     def crash_mid_write(self, i):
         seen["calls"] += 1
-        if seen["calls"] > 40:  # the write pass has written some records by now
+        if seen["calls"] > 150:  # the write pass has written some records by now (8K splits: ~14 records each)
             partial = [p for p in tmp_path.glob(".out.*.tmp/clean.jsonl")]
             seen["partial_bytes"] = sum(p.stat().st_size for p in partial)
             raise OSError("disk full (simulated)")
@@ -224,7 +224,8 @@ def test_interrupted_run_leaves_no_complete_looking_output(tmp_path, data_dir, m
 
     monkeypatch.setattr(NearDupIndex, "find", crash_mid_write)
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)])
+    result = CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out),
+                                       "--split-size", "8K"])
     assert result.exit_code != 0
     assert seen["partial_bytes"] > 0, "the crash must happen while clean.jsonl is being written"
     assert not out.exists()
@@ -235,7 +236,8 @@ def test_interrupted_run_leaves_no_complete_looking_output(tmp_path, data_dir, m
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     seen["calls"] = 0
     monkeypatch.setattr(NearDupIndex, "find", crash_mid_write)
-    assert CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out)]).exit_code != 0
+    assert CliRunner().invoke(main, ["clean", str(data_dir / "reviews_pos_head.txt"), "-o", str(out),
+                                     "--split-size", "8K"]).exit_code != 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
@@ -485,28 +487,35 @@ def test_filters_never_change_text_only_normalisation_does(tmp_path, canonical):
 
 
 def test_pass_one_streams_with_bounded_read_ahead(canonical):
-    """Pass 1 never reads more than a few chunks ahead of what it has handed on, with or without
-    workers: memory does not grow with the input (the records here are real news records, cycled)."""
+    """Pass 1's tasks over a stream the runner reads itself (JSON arrays, .gz) are pulled lazily: the
+    engine never reads more than a few tasks ahead of what it has handed on, with or without workers,
+    so memory does not grow with the input (real news records, cycled)."""
     import itertools
 
     from corpuskit.clean.config import default_config
-    from corpuskit.clean.pipeline import CHUNK, CleanOptions, _prepared
-    from corpuskit.ingest import iter_records
+    from corpuskit.clean.steps import CleanSteps, run_clean_task
+    from corpuskit.engine import make_executor
+    from corpuskit.engine.splits import Split
+    from corpuskit.engine.tasks import BATCH, RecordTask
+    from corpuskit.ingest import read_file
 
-    news = list(iter_records([str(canonical["news"])]))
+    news = list(read_file(str(canonical["news"])))
+    build = CleanSteps(default_config())
     for workers in (1, 2):
         consumed = 0
 
-        def endless():
+        def tasks():
             nonlocal consumed
-            for rec in itertools.cycle(news):
-                consumed += 1
-                yield rec
+            items = itertools.cycle(news)
+            while True:
+                consumed += BATCH
+                yield RecordTask(build, Split("<stream>"), tuple(itertools.islice(items, BATCH)))
 
-        stream = _prepared(endless(), CleanOptions(default_config(), workers=workers))
-        for k, (chunk, results, *_) in enumerate(stream):
-            assert len(results) == len(chunk) == CHUNK
-            assert consumed <= (k + 1 + 4 * workers) * CHUNK
-            if k == 12:
-                break
-        stream.close()
+        with make_executor("local", workers) as ex:
+            stream = ex.map(run_clean_task, tasks())
+            for k, res in enumerate(stream):
+                assert sum(len(b.items) for b in res.batches) == BATCH
+                assert consumed <= (k + 1 + 2 * workers) * BATCH
+                if k == 6:
+                    break
+            stream.close()

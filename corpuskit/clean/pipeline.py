@@ -23,9 +23,8 @@ import time
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -34,11 +33,12 @@ from corpuskit.clean.exact import ExactIndex
 from corpuskit.clean.minhash import FormBatch, MinHashParams, batch_token_ids, ngram_hashes
 from corpuskit.clean.neardup_disk import MemoryBudget, NearDup, TooManyRecords
 from corpuskit.clean.steps import CleanSteps, FilterReject, normalized as normalize_record, run_clean_task
+from corpuskit.clean.write import CANDIDATE, SplitPlan, WritePass, run_write_job
 from corpuskit.cli_util import progress
 from corpuskit.engine import make_executor
 from corpuskit.engine.runner import LineNumbers
-from corpuskit.engine.splits import Split, auto_split_bytes
-from corpuskit.engine.tasks import RecordTask, record_tasks
+from corpuskit.engine.splits import auto_split_bytes
+from corpuskit.engine.tasks import record_tasks
 from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, RawItem, convert_value, expand_inputs, read_raw
 from corpuskit.outputs import atomic_dir, dumps
 from corpuskit.records import Origin, Record, Rejected
@@ -49,7 +49,7 @@ CHUNK = 256  # borderline records whose shingles are hashed at once
 # default --split-size cap: a task's records are held until the driver indexes them, and small
 # splits keep peak memory near that of a record stream (measured: 4M splits +60 MB, 256K +0-30 MB)
 MAX_AUTO_SPLIT_BYTES = 256 << 10
-_CANDIDATE = "C\n"  # events-file line for a record that reached dedup
+_CANDIDATE = CANDIDATE  # events-file line for a record that reached dedup
 
 
 @dataclass
@@ -87,10 +87,10 @@ class _ByCategory:
     def _row(self, category: str | None) -> dict:
         return self.rows.setdefault(category or NO_CATEGORY, {"input": 0, "kept": 0, "rejected": Counter()})
 
-    def keep(self, category: str | None) -> None:
+    def keep(self, category: str | None, n: int = 1) -> None:
         row = self._row(category)
-        row["input"] += 1
-        row["kept"] += 1
+        row["input"] += n
+        row["kept"] += n
 
     def reject(self, category: str | None, reason: str) -> None:
         row = self._row(category)
@@ -150,9 +150,10 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             index = NearDup(mh, scratch, opts.memory, other_per_record=6 + (120 if "exact" in opts.dedup else 0))
             stack.callback(index.close)
         by_category = _ByCategory()
+        plan = SplitPlan()
         t0 = time.perf_counter()
         try:
-            counts = _pass_one(files, opts, report, events_path, origins, index, by_category)
+            counts = _pass_one(files, opts, report, events_path, origins, index, by_category, plan)
         except TooManyRecords as e:
             raise InputError(files[-1], str(e)) from e
         report.time("pass1", time.perf_counter() - t0)
@@ -166,7 +167,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             b, r = index.bands_rows
             dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats, **index.describe())
         t0 = time.perf_counter()
-        _pass_two(files, opts, report, events_path, origins, index, tmp, by_category)
+        _pass_two(files, opts, report, events_path, origins, index, tmp, by_category, plan)
         report.time("pass2", time.perf_counter() - t0)
         events_path.unlink()
         report.details["dedup"] = dedup_info
@@ -177,26 +178,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     return report
 
 
-def _prepared(items: Iterable[Record | Rejected | RawItem], opts: CleanOptions) -> Iterator[tuple]:
-    """(chunk, outcomes, signatures, band keys) per CHUNK items of a stream the caller reads itself,
-    through the same steps on the engine; at most a few chunks in flight, so memory stays bounded
-    however long the stream is."""
-    build = CleanSteps(opts.config, opts.fmt, "exact" in opts.dedup, opts.minhash if "minhash" in opts.dedup else None)
-    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
-        tasks = (RecordTask(build, Split("<stream>"), tuple(chunk), opts.encoding, opts.max_record_bytes)
-                 for chunk in _chunks(items, CHUNK))
-        for res in ex.map(run_clean_task, tasks):
-            for batch in res.batches:
-                yield batch
-
-
-def _chunks(items: Iterable, size: int) -> Iterator[list]:
-    it = iter(items)
-    while chunk := list(islice(it, size)):
-        yield chunk
-
-
-def _split_batches(files: list[str], opts: CleanOptions, report: StageReport) -> Iterator[tuple]:
+def _split_batches(files: list[str], opts: CleanOptions, report: StageReport, plan: SplitPlan) -> Iterator[tuple]:
     """(items, outcomes, signatures, band keys) per batch in input order, from clean's steps run on
     the engine over input splits; origins renumbered to their file's own lines. Never depends on
     the engine, the workers or the split size."""
@@ -204,11 +186,13 @@ def _split_batches(files: list[str], opts: CleanOptions, report: StageReport) ->
     numbers = LineNumbers()
     with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
         split_bytes = opts.split_bytes or min(MAX_AUTO_SPLIT_BYTES, auto_split_bytes(files, ex.workers))
+        plan.split_bytes = split_bytes
         tasks = record_tasks(files, build, opts.encoding, opts.max_record_bytes, split_bytes, ex.workers)
         for res in progress(ex.map(run_clean_task, tasks), "clean: filter + signatures", unit="task"):
             for name, secs in res.timings.items():
                 report.time(name, secs)
             off = numbers.offset(res.split, res.n_lines)
+            plan.add(sum(len(b.items) for b in res.batches), off)
             for batch in res.batches:
                 if off:
                     for item in batch.items:
@@ -217,7 +201,7 @@ def _split_batches(files: list[str], opts: CleanOptions, report: StageReport) ->
 
 
 def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
-              origins: _Origins, index: NearDup | None, by_category: _ByCategory) -> dict:
+              origins: _Origins, index: NearDup | None, by_category: _ByCategory, plan: SplitPlan) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
     by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
     if opts.config.normalize.active:
@@ -226,7 +210,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     normalized: Counter = Counter()
     scripts: Counter = Counter()
     examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
-    batches = _split_batches(files, opts, report)
+    batches = _split_batches(files, opts, report, plan)
     with open(events_path, "w", encoding="utf-8", newline="\n") as events, contextlib.closing(batches):
         for chunk, results, sigs, keys in batches:  # closing: a failure here stops the workers at once
             t = time.perf_counter()
@@ -349,26 +333,13 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
 
 
 def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-              index: NearDup | None, tmp: Path, by_category: _ByCategory) -> None:
-    clusters = set()
-    with open(tmp / "clean.jsonl", "w", encoding="utf-8", newline="\n") as out, \
-            open(tmp / "rejected.jsonl", "w", encoding="utf-8", newline="\n") as rejected:
-        for event, item, cand in _replay(files, opts, events_path, origins, "clean: write", report.input + len(origins)):
-            if cand is None:
-                rejected.write(event)
-                continue
-            root = index.find(cand) if index is not None else cand
-            if root == cand:
-                report.keep()
-                by_category.keep(item.category)
-                out.write(dumps(normalize_record(item, opts.config.normalize)[0].to_json()) + "\n")
-            else:
-                clusters.add(root)
-                kept, sim = origins[root], round(index.similarity(cand, root), 4)
-                rej = Rejected("near_duplicate", item.origin,
-                               f"near-duplicate of {kept} (estimated Jaccard {sim:.3f})", raw=item.to_json(),
-                               detail={"duplicate_of": kept.to_json(), "similarity": sim})
-                report.reject(rej)
-                by_category.reject(item.category, "near_duplicate")
-                rejected.write(dumps(rej.to_json()) + "\n")
-    report.details["near_duplicate_clusters"] = len(clusters)
+              index: NearDup | None, tmp: Path, by_category: _ByCategory, plan: SplitPlan) -> None:
+    """The write pass on the engine (write.py): splits as in pass 1, results in input order."""
+    writer = WritePass(events_path, origins, index, opts.fmt, opts.config.normalize)
+    with open(tmp / "clean.jsonl", "wb") as out, open(tmp / "rejected.jsonl", "wb") as rejected, \
+            make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
+        tasks = record_tasks(files, None, opts.encoding, opts.max_record_bytes, plan.split_bytes, ex.workers)
+        results = ex.map(run_write_job, writer.jobs(tasks, plan))
+        for res in progress(results, "clean: write", total=len(plan), unit="task"):
+            writer.write(res, out, rejected, report, by_category)
+    report.details["near_duplicate_clusters"] = len(writer.clusters)
