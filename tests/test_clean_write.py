@@ -83,3 +83,62 @@ def test_write_pass_output_equals_a_single_split_run(tmp_path, data_dir):
     assert report["counts"]["input"] == n_in == report["counts"]["kept"] + sum(rejected.values())
     kept = (outs[1] / "clean.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(kept) == report["counts"]["kept"]
+
+
+def borderline_corpus(tmp_path: Path, data_dir: Path) -> Path:
+    """Real reviews then copies with 1-8 characters changed: many pairs land near the threshold,
+    so the verify pass runs (as in test_clean's exact-Jaccard test)."""
+    import random
+
+    rng = random.Random(3)
+    lines = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()
+    real = [t for t in lines if 150 <= len(t) <= 400][:40]
+    copies = []
+    for k, text in enumerate(real):
+        chars = list(text)
+        for _ in range(1 + k % 8):
+            chars[rng.randrange(len(chars))] = "某"
+        copies.append("".join(chars))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in real + copies),
+                    encoding="utf-8")
+    return path
+
+
+def test_verify_pass_on_the_engine_gives_the_same_decisions(tmp_path, data_dir):
+    path = borderline_corpus(tmp_path, data_dir)
+    outs = []
+    for extra in (["--split-size", "1G"], ["--split-size", "2K", "--workers", "2"]):
+        out = tmp_path / f"out{len(outs)}"
+        res = CliRunner().invoke(main, ["clean", str(path), "-o", str(out), "--filters", "none", *extra])
+        assert res.exit_code == 0, res.output
+        outs.append(out)
+    for name in ("clean.jsonl", "rejected.jsonl"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+    dedup = [json.loads((o / "report.json").read_text(encoding="utf-8"))["details"]["dedup"] for o in outs]
+    assert dedup[0]["verify_pass"] is True and dedup[0]["accepted_by_exact_jaccard"] > 0
+    for key in ("borderline_pairs", "accepted_by_exact_jaccard", "max_records_held_for_verification"):
+        assert dedup[0][key] == dedup[1][key], key
+
+
+def test_input_changed_before_the_verify_pass_is_one_clear_error(tmp_path, data_dir, monkeypatch):
+    import corpuskit.clean.pipeline as pipeline
+
+    path = borderline_corpus(tmp_path, data_dir)
+    real_resolve = pipeline._resolve_borderline
+
+    def edit_then_resolve(*args, **kwargs):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        path.write_text("\n".join(lines[:45] + ['{"text": "cut off'] + lines[46:]) + "\n", encoding="utf-8")
+        return real_resolve(*args, **kwargs)
+
+    def write_pass_reached(*args, **kwargs):
+        raise AssertionError("the verify pass should have seen the change")
+
+    monkeypatch.setattr(pipeline, "_resolve_borderline", edit_then_resolve)
+    monkeypatch.setattr(pipeline.WritePass, "jobs", write_pass_reached)
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["clean", str(path), "-o", str(out), "--filters", "none", "--split-size", "2K"])
+    assert res.exit_code == 1, res.output
+    assert f"{path}:46: input changed while clean was running" in res.output
+    assert not out.exists()

@@ -6,9 +6,10 @@ Ray tasks with `--engine ray`, results in input order), then feeds the exact ind
 input order in this process, so results never depend on the engine, the workers or the splits. The
 outcome of each record goes to a small events file inside the temp output folder. If some LSH
 pairs were borderline (estimate within 3 standard errors of the threshold), a verify pass re-reads
-the input and decides them on exact Jaccard. The write pass re-reads the input and writes kept
-records (normalised again: texts are never held in memory) to clean.jsonl and every dropped record
-to rejected.jsonl, both in input order. Near-duplicates are only decided at the end because a
+those records on the engine (verify.py) and decides them here on exact Jaccard. The write pass
+re-reads the input on the engine too (write.py: same splits as pass 1; kept records are normalised
+again there, so texts are never held in memory) and this process writes clean.jsonl and every
+dropped record to rejected.jsonl, both in input order. Near-duplicates are only decided at the end because a
 later record can join two clusters; their state is an in-memory index for small inputs and sorted
 runs on disk otherwise (`neardup_disk.NearDup` chooses, within `--memory`; same output).
 """
@@ -16,7 +17,6 @@ runs on disk otherwise (`neardup_disk.NearDup` chooses, within `--memory`; same 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 import time
@@ -24,28 +24,26 @@ from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
-
-import numpy as np
+from typing import Iterator
 
 from corpuskit.clean.config import CleanConfig
 from corpuskit.clean.exact import ExactIndex
-from corpuskit.clean.minhash import FormBatch, MinHashParams, batch_token_ids, ngram_hashes
+from corpuskit.clean.minhash import MinHashParams
 from corpuskit.clean.neardup_disk import MemoryBudget, NearDup, TooManyRecords
-from corpuskit.clean.steps import CleanSteps, FilterReject, normalized as normalize_record, run_clean_task
+from corpuskit.clean.steps import CleanSteps, FilterReject, run_clean_task
+from corpuskit.clean.verify import VerifyPass, run_verify_job
 from corpuskit.clean.write import CANDIDATE, SplitPlan, WritePass, run_write_job
 from corpuskit.cli_util import progress
 from corpuskit.engine import make_executor
 from corpuskit.engine.runner import LineNumbers
 from corpuskit.engine.splits import auto_split_bytes
 from corpuskit.engine.tasks import record_tasks
-from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, RawItem, convert_value, expand_inputs, read_raw
+from corpuskit.ingest import DEFAULT_MAX_RECORD_BYTES, InputError, expand_inputs
 from corpuskit.outputs import atomic_dir, dumps
 from corpuskit.records import Origin, Record, Rejected
 from corpuskit.report import StageReport
 
 DEDUP_METHODS = ("exact", "minhash")
-CHUNK = 256  # borderline records whose shingles are hashed at once
 # default --split-size cap: a task's records are held until the driver indexes them, and small
 # splits keep peak memory near that of a record stream (measured: 4M splits +60 MB, 256K +0-30 MB)
 MAX_AUTO_SPLIT_BYTES = 256 << 10
@@ -162,7 +160,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             index.finish()
             report.time("neardup_join", time.perf_counter() - t0)
             t0 = time.perf_counter()
-            dedup_info.update(_resolve_borderline(files, opts, report, events_path, origins, index))
+            dedup_info.update(_resolve_borderline(files, opts, report, events_path, origins, index, plan))
             report.time("verify_pass", time.perf_counter() - t0)
             b, r = index.bands_rows
             dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats, **index.describe())
@@ -270,65 +268,22 @@ def _reject(report: StageReport, events, rej: Rejected) -> None:
     events.write(dumps(rej.to_json()) + "\n")
 
 
-def _replay(files, opts: CleanOptions, events_path: Path, origins: _Origins, desc: str, total: int,
-            convert: Callable[[int], bool] | None = None) -> Iterator[tuple[str, Record | RawItem, int | None]]:
-    """Re-read the input in step with the events of pass 1: (event, record, candidate id or None).
-    `convert`: which candidates are wanted as records (the others stay raw items, which saves
-    converting them); by default all. Fails with a clear error if the input changed between the
-    passes."""
-    items = iter(progress(read_raw(files, opts.encoding, opts.max_record_bytes), desc, total=total))
-    cand = 0
-    with open(events_path, encoding="utf-8") as events:
-        for event, item in zip(events, items):
-            if event != _CANDIDATE:
-                was = json.loads(event)["origin"]
-                if (was["path"], was["line"]) != (item.origin.path, item.origin.line):
-                    raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
-                yield event, item, None
-                continue
-            rec = item
-            if item.error is None and (convert is None or convert(cand)):
-                rec = convert_value(item.value, item.origin, opts.fmt)
-            if item.error is not None or isinstance(rec, Rejected) or item.origin != origins[cand]:
-                raise InputError(item.origin.path, "input changed while clean was running", item.origin.line)
-            yield event, rec, cand
-            cand += 1
-        leftover = next(events, None) or next(items, None)
-    if cand != len(origins) or leftover is not None:
-        raise InputError(files[-1], "input changed while clean was running (record count differs on the second read)")
-
-
 def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
-                        index: NearDup) -> dict:
+                        index: NearDup, plan: SplitPlan) -> dict:
     """Extra pass, only when some LSH pairs were too close to the threshold to decide on the
-    estimate: re-read those records and compare their exact shingle sets. Only those records are
-    converted and normalised; their shingles are hashed a chunk at a time, fed in input order."""
+    estimate: the records of those pairs are re-read and shingle-hashed on the engine (verify.py)
+    and their exact shingle sets compared here, in input order."""
     resolver = index.resolver()
     if not resolver.needed:
         return {"verify_pass": False}
     mh = opts.minhash
-    last = resolver.last_needed
-    pending: list[tuple[int, str]] = []
-
-    def feed() -> None:
-        hashes, off = ngram_hashes(*batch_token_ids(FormBatch([t for _, t in pending]), mh.shingle), mh.ngram)
-        top = (hashes >> np.uint64(32)).astype(np.uint32)  # the values `shingle_hashes` gives
-        for k, (cand, _) in enumerate(pending):
-            resolver.feed(cand, np.unique(top[off[k]:off[k + 1]]))
-        pending.clear()
-
-    replay = _replay(files, opts, events_path, origins, "clean: verify borderline pairs", report.input + len(origins),
-                     convert=resolver.wants)
-    with contextlib.closing(replay):
-        for _, item, cand in replay:
-            if cand is not None and resolver.wants(cand):
-                pending.append((cand, normalize_record(item, opts.config.normalize)[0].dedup_text()))
-                if len(pending) >= CHUNK or cand >= last:
-                    feed()
-                if cand >= last:
-                    break  # the write pass re-reads (and re-checks) the whole input anyway
-    if pending:
-        feed()
+    verify = VerifyPass(events_path, origins, resolver, opts.fmt, opts.config.normalize, mh.shingle, mh.ngram)
+    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
+        tasks = record_tasks(files, None, opts.encoding, opts.max_record_bytes, plan.split_bytes, ex.workers)
+        results = ex.map(run_verify_job, verify.jobs(tasks, plan))
+        with contextlib.closing(results):
+            for hashes in progress(results, "clean: verify borderline pairs", unit="task"):
+                verify.feed(hashes)
     return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
 
 

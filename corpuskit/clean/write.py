@@ -116,27 +116,27 @@ def run_write_job(job: WriteJob) -> WriteResult:
     return res
 
 
-class WritePass:
-    """The driver's side: jobs from pass 1's events and the near-dup decisions, results written in
-    input order. `find(cand)` / `similarity(cand, root)`: the near-dup index (or None: no near-dup)."""
+class SplitEvents:
+    """Pass 1's events, task by task: for each item of a task, the file line pass 1 saw and either its
+    reject line (rejected in pass 1) or its candidate id (it reached dedup). Checks that the second
+    read has the same tasks, files and counts; a task's item lines are checked where it runs."""
 
-    def __init__(self, events_path, origins, index, fmt: str, normalize: NormalizeConfig):
-        self.events_path, self.origins, self.index = events_path, origins, index
-        self.fmt, self.normalize = fmt, normalize
-        self.clusters: set[int] = set()
-        self._pending: deque = deque()  # per job in flight: (pass 1's reject lines, near-dup (origin, message))
+    def __init__(self, events_path, origins):
+        self.events_path, self.origins = events_path, origins
         self.cand = 0
 
-    def jobs(self, tasks, plan: SplitPlan) -> Iterator[WriteJob]:
-        origins, index = self.origins, self.index
+    def walk(self, tasks, plan: SplitPlan, complete: bool = True) -> Iterator[tuple]:
+        """(task, plan index, [(line, candidate id or None, reject line or None)]) per task.
+        `complete`: the caller reads to the end (the checks for missing input run then)."""
+        origins = self.origins
         n_tasks = 0
         with open(self.events_path, encoding="utf-8") as events:
             for k, task in enumerate(tasks):
                 n_tasks = k + 1
-                if k >= len(plan):
-                    raise changed(task.split.path, None, "more input on the second read")
                 path = task.split.path
-                marks, lines, dups, rejects, dup_meta = bytearray(), array("Q"), [], [], []
+                if k >= len(plan):
+                    raise changed(path, None, "more input on the second read")
+                entries = []
                 for _ in range(plan.items[k]):
                     event = events.readline()
                     if not event:
@@ -145,33 +145,56 @@ class WritePass:
                         was = json.loads(event)["origin"]
                         if was["path"] != path:
                             raise changed(path, was["line"])
-                        marks.append(_REJECTED)
-                        lines.append(was["line"])
-                        rejects.append(event)
+                        entries.append((was["line"], None, event))
                         continue
-                    cand = self.cand
-                    self.cand += 1
-                    origin = origins[cand]
+                    origin = origins[self.cand]
                     if origin.path != path:
                         raise changed(path, origin.line)
-                    lines.append(origin.line)
-                    root = index.find(cand) if index is not None else cand
-                    if root == cand:
-                        marks.append(_KEPT)
-                        continue
-                    self.clusters.add(root)
-                    kept, sim = origins[root], round(index.similarity(cand, root), 4)
-                    marks.append(_NEAR_DUP)
-                    dups.append((kept.to_json(), sim))
-                    dup_meta.append((origin, near_dup_message(kept, sim)))
-                self._pending.append((rejects, dup_meta))
-                yield WriteJob(task, plan.offsets[k], bytes(marks), lines, tuple(dups), self.fmt, self.normalize)
+                    entries.append((origin.line, self.cand, None))
+                    self.cand += 1
+                yield task, k, entries
+            if not complete:
+                return
             if n_tasks != len(plan):
-                raise changed(self.origins.files[-1], None, "less input on the second read")
+                raise changed(origins.files[-1], None, "less input on the second read")
             if events.readline():
-                raise changed(self.origins.files[-1], None, "fewer records on the second read")
+                raise changed(origins.files[-1], None, "fewer records on the second read")
         if self.cand != len(origins):
-            raise changed(self.origins.files[-1], None, "record count differs on the second read")
+            raise changed(origins.files[-1], None, "record count differs on the second read")
+
+
+class WritePass:
+    """The driver's side: jobs from pass 1's events and the near-dup decisions, results written in
+    input order. `index`: the near-dup index (find / similarity), or None without near-dup."""
+
+    def __init__(self, events_path, origins, index, fmt: str, normalize: NormalizeConfig):
+        self.events = SplitEvents(events_path, origins)
+        self.origins, self.index = origins, index
+        self.fmt, self.normalize = fmt, normalize
+        self.clusters: set[int] = set()
+        self._pending: deque = deque()  # per job in flight: (pass 1's reject lines, near-dup (origin, message))
+
+    def jobs(self, tasks, plan: SplitPlan) -> Iterator[WriteJob]:
+        origins, index = self.origins, self.index
+        for task, k, entries in self.events.walk(tasks, plan):
+            marks, lines, dups, rejects, dup_meta = bytearray(), array("Q"), [], [], []
+            for line, cand, event in entries:
+                lines.append(line)
+                if cand is None:
+                    marks.append(_REJECTED)
+                    rejects.append(event)
+                    continue
+                root = index.find(cand) if index is not None else cand
+                if root == cand:
+                    marks.append(_KEPT)
+                    continue
+                self.clusters.add(root)
+                kept, sim = origins[root], round(index.similarity(cand, root), 4)
+                marks.append(_NEAR_DUP)
+                dups.append((kept.to_json(), sim))
+                dup_meta.append((Origin(task.split.path, line), near_dup_message(kept, sim)))
+            self._pending.append((rejects, dup_meta))
+            yield WriteJob(task, plan.offsets[k], bytes(marks), lines, tuple(dups), self.fmt, self.normalize)
 
     def write(self, res: WriteResult, out, rejected, report, by_category) -> None:
         """One job's result, in input order (the executor yields them in job order)."""
