@@ -41,5 +41,24 @@ def worker_pool(processes: int, initializer: Callable | None = None, initargs: t
     try:
         yield pool
     finally:
-        pool.terminate()
-        pool.join()
+        _terminate(pool)
+
+
+def _terminate(pool: multiprocessing.pool.Pool) -> None:
+    """pool.terminate() + join(), which alone can hang for good: when the pool's task thread is half-way
+    through writing a task bigger than the pipe's buffer (a batch of records) as the workers are
+    killed, nobody reads the rest and the join waits on that thread. So once every worker is gone,
+    what is left in the pipe is read off here until terminate returns."""
+    stopper = threading.Thread(target=lambda: (pool.terminate(), pool.join()), daemon=True)
+    stopper.start()
+    reader = getattr(getattr(pool, "_inqueue", None), "_reader", None)
+    workers = getattr(pool, "_pool", None) or []
+    while stopper.is_alive():
+        stopper.join(0.05)
+        if reader is None or not stopper.is_alive() or any(w.exitcode is None for w in workers):
+            continue  # until the workers are gone they read the pipe themselves (and terminate drains it)
+        try:
+            while reader.poll():
+                reader.recv_bytes()
+        except (OSError, EOFError):
+            break
