@@ -105,3 +105,60 @@ def test_edges_stream_in_chunks(connected):
     comps2 = cc.run(comps.parts + extra.flush(), 5001)
     assert comps2.roots_of(np.arange(5001)).tolist() == [0] * 5001
     assert comps2.edges == 5000
+
+
+# ---- through the CLI: --engine ray past the union-find's budget = --engine local ------------------
+
+def run(*args):
+    res = CliRunner().invoke(main, [str(a) for a in args])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    return res
+
+
+@pytest.fixture(scope="module")
+def sentence_corpus(tmp_path_factory, data_dir) -> Path:
+    """~20K records past the 16,384 whose union-find fits `--memory 1M` (64 KiB of buffers): each is
+    two real sentences of tests/data (reviews, People's Daily, ShareGPT turns) joined in a seeded
+    random order; 12% are near copies of an earlier record (1-8 characters substituted or deleted,
+    built here), some chained (a copy of a copy), so clusters span several records."""
+    from test_neardup_ooc import near_copy, real_texts
+
+    sentences = sorted({s.strip() for t in real_texts(data_dir) for s in re.split(r"(?<=[。！？!?.\n])", t)
+                        if len(s.strip()) >= 12})
+    rng = random.Random(3)
+    docs: list[str] = []
+    while len(docs) < 20_000:
+        if docs and rng.random() < 0.12:
+            docs.append(near_copy(rng.choice(docs[-3000:]), rng.randrange(1, 9), rng))
+        else:
+            docs.append(rng.choice(sentences) + rng.choice(sentences))
+    src = tmp_path_factory.mktemp("components") / "sentences.jsonl"
+    src.write_text("".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs), encoding="utf-8")
+    return src
+
+
+def outputs(out: Path) -> tuple[bytes, bytes, dict]:
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    return (out / "clean.jsonl").read_bytes(), (out / "rejected.jsonl").read_bytes(), \
+        {k: report[k] for k in ("inputs", "counts", "details", "examples")}
+
+
+@pytest.mark.slow
+def test_ray_components_remove_what_union_find_removes(sentence_corpus, tmp_path, ray_cluster):
+    common = ["--filters", "none", "--memory", "1M"]
+    run("clean", sentence_corpus, "-o", tmp_path / "local", *common)
+    run("clean", sentence_corpus, "-o", tmp_path / "ray", *common, "--engine", "ray",
+        "--ray-address", ray_cluster.address)
+    assert not ray.is_initialized()  # the command disconnected; the cluster lives on
+    local, dist = outputs(tmp_path / "local"), outputs(tmp_path / "ray")
+    assert dist[0] == local[0] and dist[1] == local[1]  # clean.jsonl and rejected.jsonl, byte for byte
+    uf, cc = local[2]["details"]["dedup"].pop("components"), dist[2]["details"]["dedup"].pop("components")
+    assert uf == {"algorithm": "union-find"}
+    assert cc["algorithm"] == "ray large-star/small-star" and cc["partitions"] >= 2
+    assert len(cc["rounds"]) == 2 and min(cc["rounds"]) >= 2  # the forest after the estimate, then with verified pairs
+    assert cc["result_ranges"] >= 2  # the write pass walked the roots one range at a time
+    assert dist[2] == local[2]  # counts, dedup stats, per-category rows: the same
+    dedup, counts = local[2]["details"]["dedup"], local[2]["counts"]
+    assert dedup["path"] == "disk" and counts["input"] - counts["rejected"].get("exact_duplicate", 0) > 16_384
+    assert counts["rejected"]["near_duplicate"] > 1000
+    assert dedup["accepted_by_exact_jaccard"] > 0 and dedup["borderline_pairs_already_joined"] > 0

@@ -176,8 +176,12 @@ class Components:
         nodes = np.asarray(nodes, dtype=np.int64)
         out = nodes.copy()
         r = np.searchsorted(self.bounds[1:-1], nodes, side="right")
-        for k in np.unique(r).tolist():
-            at = np.flatnonzero(r == k)
+        order = np.argsort(r, kind="stable")
+        cuts = np.cumsum(np.bincount(r, minlength=len(self.parts)))
+        for k in range(len(self.parts)):
+            at = order[(cuts[k - 1] if k else 0):cuts[k]]
+            if not len(at):
+                continue
             table = self.part(k)
             pos = np.searchsorted(table[:, 0], nodes[at])
             pos_c = np.minimum(pos, max(0, len(table) - 1))
@@ -192,8 +196,10 @@ class RayComponents:
     task results of (k, 2) int64 arrays). Needs a connected Ray (`ray.init`)."""
 
     partitions: int | None = None  # P; None: from the cluster's CPUs and the edge count
+    range_rows: int = EDGES_PER_PARTITION  # at most this many result rows per range partition
     max_rounds: int = MAX_ROUNDS
     history: list = field(default_factory=list)  # per run: rounds
+    last_partitions: int = 0
 
     def _remote(self):
         import ray
@@ -243,12 +249,13 @@ class RayComponents:
                 break
             out = wave("small_star", columns(rows, p), p + 1, (p,))
             rows = [o[:p] for o in out]
-        ranges = max(p, math.ceil(listed / EDGES_PER_PARTITION))
+        ranges = max(p, math.ceil(listed / max(1, self.range_rows)))
         bounds = np.unique(np.linspace(0, max(1, nodes), ranges + 1).astype(np.int64))
         ranges = len(bounds) - 1
         split = wave("to_ranges", columns(rows, p), ranges, (bounds,))
         parts = [fn["merge_range"].remote(*col) for col in columns(split, ranges)]
         self.history.append(rounds)
+        self.last_partitions = p
         return Components(bounds, parts, rounds, listed)
 
 
