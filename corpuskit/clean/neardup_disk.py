@@ -13,6 +13,10 @@ with only small per-document arrays in memory:
    (`UnionFind`, vectorised over int arrays), borderline ones (within the margin) are kept for the
    exact check in clean's verify pass, unless their records are already joined.
 
+With `--engine ray`, when the union-find (4 bytes per record) does not fit the buffers, accepted
+pairs are streamed into Ray edge chunks instead and joined by connected components on the cluster
+(components.py); verified borderline pairs become extra edges of a second components run.
+
 Every piece is a plain class over numpy arrays and files in one scratch folder, so a shard can run
 each step on its own and an engine can replace the file shuffle by its own.
 """
@@ -483,8 +487,6 @@ class DiskNearDup:
 
     def _settle(self) -> None:
         """Final roots and, for every record that is not a root, its estimated Jaccard with it."""
-        if self.distributed:
-            return self._settle_distributed()
         roots = self.uf.flatten()
         dups = np.flatnonzero(roots != np.arange(len(roots)))
         equal = np.zeros(len(dups), dtype=np.int64)
@@ -504,7 +506,6 @@ class DiskNearDup:
         self._final = self._forest if not verified else \
             self._cc.run(self._forest.parts + verified, self.n, self._forest.edges + self._edges.total)
         self._forest = None
-        self._roots = np.zeros(0, dtype=np.int64)  # settled (the per-record array is not used here)
         self.components = {"algorithm": ALGORITHM, "partitions": self._cc.last_partitions,
                            "rounds": list(self._cc.history), "result_ranges": len(self._final.parts)}
 
@@ -526,22 +527,22 @@ class DiskNearDup:
 
     def components_info(self) -> dict:
         """Which algorithm joined the clusters (settles the distributed path: the verify pass is over)."""
-        if self.distributed and self._final is None:
-            self._settle()
+        if self.distributed:
+            self._settle_distributed()
         return self.components
 
     def find(self, i: int) -> int:
+        if self.distributed:
+            self._settle_distributed()
+            return self._lookup(i)[0]
         if self._roots is None:
             self._settle()
-        if self.distributed:
-            return self._lookup(i)[0]
         return int(self._roots[i])
 
     def similarity(self, i: int, j: int) -> float:
         """Estimated Jaccard of record i with its root j (the only pair the write pass asks)."""
-        if self._roots is None:
-            self._settle()
         if self.distributed:
+            self._settle_distributed()
             root, equal = self._lookup(i)
             if root == i or root != j:
                 raise KeyError(f"record {i} is not a near-duplicate of {j}")
@@ -557,6 +558,7 @@ class DiskNearDup:
             self._forest = self._final = self._table = None
             self._ray.close()
             self._ray = None
+            self.store.path.unlink(missing_ok=True)
 
 
 # ---- the facade clean uses -----------------------------------------------------------------
