@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from array import array
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterable
 
 import numpy as np
@@ -201,7 +202,8 @@ class RayComponents:
     history: list = field(default_factory=list)  # per run: rounds
     last_partitions: int = 0
 
-    def _remote(self):
+    @cached_property
+    def _remote(self) -> dict:
         import ray
 
         opts = dict(num_cpus=1, max_retries=3)
@@ -221,7 +223,7 @@ class RayComponents:
         """Components of the graph whose edges are `chunks` (node ids in [0, nodes))."""
         import ray
 
-        fn = self._remote()
+        fn = self._remote
         p = self.choose_partitions(edges if edges is not None else 0)
 
         def wave(task, columns: list[list], returns: int, head: tuple = ()) -> list[list]:
