@@ -13,6 +13,10 @@ with only small per-document arrays in memory:
    (`UnionFind`, vectorised over int arrays), borderline ones (within the margin) are kept for the
    exact check in clean's verify pass, unless their records are already joined.
 
+With `--engine ray`, when the union-find (4 bytes per record) does not fit the buffers, accepted
+pairs are streamed into Ray edge chunks instead and joined by connected components on the cluster
+(components.py); verified borderline pairs become extra edges of a second components run.
+
 Every piece is a plain class over numpy arrays and files in one scratch folder, so a shard can run
 each step on its own and an engine can replace the file shuffle by its own.
 """
@@ -28,6 +32,7 @@ from typing import Iterator
 
 import numpy as np
 
+from corpuskit.clean.components import ALGORITHM
 from corpuskit.clean.minhash import BorderlineResolver, MinHashParams, NearDupIndex, band_key_matrix, choose_bands
 
 GRID = 4096  # key ranges indexed in every run, so a merge can read one range of each run at a time
@@ -357,8 +362,17 @@ class DiskNearDup:
 
     path = "disk"
 
-    def __init__(self, params: MinHashParams, folder: Path, buffer_bytes: int):
+    def __init__(self, params: MinHashParams, folder: Path, buffer_bytes: int, engine: str = "local",
+                 ray_address: str | None = None):
         self.params = params
+        # with --engine ray, clusters whose union-find (4 bytes per record) does not fit the buffers
+        # are found by connected components on the cluster instead (components.py)
+        self.engine, self.ray_address = engine, ray_address
+        self._ray = None  # the Ray connection the components run on, held until close()
+        self._edges = None  # EdgeChunks of exact-verified borderline pairs (distributed path)
+        self._forest = self._final = None  # components after the estimate, and after the verify pass
+        self._table: tuple | None = None  # (range, dup ids, roots, equal counts) of one result range
+        self.components: dict = {"algorithm": "union-find"}
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.bands, self.rows = choose_bands(params.threshold, params.num_perm)
@@ -394,7 +408,17 @@ class DiskNearDup:
     def finish(self) -> None:
         """The shuffle and reduce: candidate pairs per band, judged once each, joined."""
         self.band_runs.flush()
-        self.uf = UnionFind(self.n)
+        if self.distributed:
+            from corpuskit.clean.components import EdgeChunks, RayComponents
+            from corpuskit.engine.executor import RayExecutor
+
+            self._ray = RayExecutor(None, self.ray_address)  # joins the cluster (or starts Ray) for the join
+            self._cc = RayComponents(range_rows=max(1024, self.buffer_bytes // 24))
+            accepted, self._edges = EdgeChunks(self.buffer_bytes // 16), EdgeChunks(self.buffer_bytes // 16)
+            join = accepted.add
+        else:
+            self.uf = UnionFind(self.n)
+            join = self.uf.union_many
         pairs = PairRuns(self.folder, self.n, self.buffer_bytes // 32)
         entries_per_cell = max(1, self.n // GRID)
         cells = max(1, min(GRID, self.buffer_bytes // max(1, 48 * entries_per_cell)))
@@ -420,16 +444,23 @@ class DiskNearDup:
                 self.stats["accepted_by_estimate"] += int(accept.sum())
                 self.stats["borderline_pairs"] += int(border.sum())
                 if accept.any():
-                    self.uf.union_many(a[accept], b[accept])
+                    join(a[accept], b[accept])
                 if border.any():
                     borderline.append(np.stack([a[border], b[border]], axis=1))
         self.disk["pair_runs"] = len(pairs.runs)
         self.disk["scratch_bytes"] = sum(p.stat().st_size for p in self.folder.iterdir())
         for path, _ in self.band_runs.runs + pairs.runs:
             path.unlink()
+        if self.distributed:
+            self._forest = self._cc.run(accepted.flush(), self.n, accepted.total)
+            del accepted
         if borderline:
             cand = np.concatenate(borderline)
-            joined = self.uf.find_many(cand[:, 0]) == self.uf.find_many(cand[:, 1])
+            if self.distributed:
+                roots = self._forest.roots_of(cand.ravel()).reshape(-1, 2)
+                joined = roots[:, 0] == roots[:, 1]
+            else:
+                joined = self.uf.find_many(cand[:, 0]) == self.uf.find_many(cand[:, 1])
             self.stats["borderline_pairs_already_joined"] = int(joined.sum())
             self.borderline = np.ascontiguousarray(cand[~joined])
 
@@ -442,8 +473,17 @@ class DiskNearDup:
     def resolver(self) -> BorderlineResolver:
         return BorderlineResolver(self)
 
+    @property
+    def distributed(self) -> bool:
+        """Components on Ray: the engine is Ray and a union-find over all records (4 bytes each)
+        would not fit the buffers the budget leaves."""
+        return self.engine == "ray" and self.n * 4 > self.buffer_bytes
+
     def _union(self, i: int, j: int) -> None:
-        self.uf.union(i, j)
+        if self._edges is not None:
+            self._edges.add_one(i, j)  # joined by the second components run, in _settle
+        else:
+            self.uf.union(i, j)
 
     def _settle(self) -> None:
         """Final roots and, for every record that is not a root, its estimated Jaccard with it."""
@@ -457,15 +497,56 @@ class DiskNearDup:
         self.store.close()
         self.store.path.unlink(missing_ok=True)
 
+    def _settle_distributed(self) -> None:
+        """Second components run over the first run's forest and the exact-verified pairs (none:
+        the forest is final). Roots are then read one result range at a time (`_lookup`)."""
+        if self._final is not None:
+            return
+        verified = self._edges.flush()
+        self._final = self._forest if not verified else \
+            self._cc.run(self._forest.parts + verified, self.n, self._forest.edges + self._edges.total)
+        self._forest = None
+        self.components = {"algorithm": ALGORITHM, "partitions": self._cc.last_partitions,
+                           "rounds": list(self._cc.history), "result_ranges": len(self._final.parts)}
+
+    def _lookup(self, i: int) -> tuple[int, int]:
+        """(root of i, its equal signature count; 0 for a root), from the result range holding i,
+        loaded with its equal counts when the write pass reaches it."""
+        r = self._final.range_of(i)
+        if self._table is None or self._table[0] != r:
+            self._table = None
+            table = self._final.part(r)
+            dups, roots = table[:, 0], table[:, 1]
+            equal = np.zeros(len(dups), dtype=np.int64)
+            for s in range(0, len(dups), _JUDGE):
+                equal[s:s + _JUDGE] = self._equal_counts(dups[s:s + _JUDGE], roots[s:s + _JUDGE])
+            self._table = (r, dups, roots, equal)
+        _, dups, roots, equal = self._table
+        k = int(np.searchsorted(dups, i))
+        return (int(roots[k]), int(equal[k])) if k < len(dups) and dups[k] == i else (i, 0)
+
+    def components_info(self) -> dict:
+        """Which algorithm joined the clusters (settles the distributed path: the verify pass is over)."""
+        if self.distributed:
+            self._settle_distributed()
+        return self.components
+
     def find(self, i: int) -> int:
+        if self.distributed:
+            self._settle_distributed()
+            return self._lookup(i)[0]
         if self._roots is None:
             self._settle()
         return int(self._roots[i])
 
     def similarity(self, i: int, j: int) -> float:
         """Estimated Jaccard of record i with its root j (the only pair the write pass asks)."""
-        if self._roots is None:
-            self._settle()
+        if self.distributed:
+            self._settle_distributed()
+            root, equal = self._lookup(i)
+            if root == i or root != j:
+                raise KeyError(f"record {i} is not a near-duplicate of {j}")
+            return equal / self.params.num_perm
         k = int(np.searchsorted(self._dup_ids, i))
         if k >= len(self._dup_ids) or self._dup_ids[k] != i or int(self._roots[i]) != j:
             raise KeyError(f"record {i} is not a near-duplicate of {j}")
@@ -473,6 +554,11 @@ class DiskNearDup:
 
     def close(self) -> None:
         self.store.close()
+        if self._ray is not None:
+            self._forest = self._final = self._table = None
+            self._ray.close()
+            self._ray = None
+            self.store.path.unlink(missing_ok=True)
 
 
 # ---- the facade clean uses -----------------------------------------------------------------
@@ -488,8 +574,9 @@ class NearDup:
     path ran (tested)."""
 
     def __init__(self, params: MinHashParams, scratch: Path, budget: MemoryBudget = MemoryBudget(),
-                 other_per_record: int = 0):
+                 other_per_record: int = 0, engine: str = "local", ray_address: str | None = None):
         self.params, self.scratch, self.budget = params, Path(scratch), budget
+        self.engine, self.ray_address = engine, ray_address  # components on Ray past the union-find's budget
         self.index: NearDupIndex | DiskNearDup = NearDupIndex(params)
         self.path = "memory"
         self.switched_at = 0
@@ -509,7 +596,7 @@ class NearDup:
 
     def _to_disk(self) -> None:
         old = self.index
-        disk = DiskNearDup(self.params, self.scratch, self.buffer_bytes())
+        disk = DiskNearDup(self.params, self.scratch, self.buffer_bytes(), self.engine, self.ray_address)
         for block_no, block in enumerate(old._sigs):
             rows = min(old._ROWS, old._rows - block_no * old._ROWS)
             disk.add_batch(block[:rows])
@@ -561,7 +648,8 @@ class NearDup:
     def describe(self) -> dict:
         out = {"path": self.path}
         if self.path == "disk":
-            out.update(self.index.disk, buffer_bytes=self.index.buffer_bytes, switched_at_record=self.switched_at)
+            out.update(self.index.disk, buffer_bytes=self.index.buffer_bytes, switched_at_record=self.switched_at,
+                       components=self.index.components_info())
         return out
 
     def close(self) -> None:

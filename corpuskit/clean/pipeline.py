@@ -145,7 +145,8 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".neardup.", dir=opts.tmp_dir or tmp)))
             # besides the near-dup state, each record that reaches dedup holds an origin (6 bytes)
             # and, with exact dedup, one dict entry (~120 bytes)
-            index = NearDup(mh, scratch, opts.memory, other_per_record=6 + (120 if "exact" in opts.dedup else 0))
+            index = NearDup(mh, scratch, opts.memory, other_per_record=6 + (120 if "exact" in opts.dedup else 0),
+                            engine=opts.engine, ray_address=opts.ray_address)
             stack.callback(index.close)
         by_category = _ByCategory()
         plan = SplitPlan()
