@@ -35,6 +35,7 @@ from corpuskit.clean.verify import VerifyPass, run_verify_job
 from corpuskit.clean.write import CANDIDATE, SplitPlan, WritePass, run_write_job
 from corpuskit.cli_util import progress
 from corpuskit.engine import make_executor
+from corpuskit.engine.executor import Executor
 from corpuskit.engine.runner import LineNumbers
 from corpuskit.engine.splits import auto_split_bytes
 from corpuskit.engine.tasks import record_tasks
@@ -136,6 +137,8 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
         dedup_info.update(threshold=mh.threshold, num_perm=mh.num_perm, ngram=mh.ngram, shingle=mh.shingle, seed=mh.seed,
                           lsh_index=mh.lsh_index)
     with atomic_dir(outdir, "clean") as tmp, contextlib.ExitStack() as stack:
+        # one executor for every pass: one pool (forked while this process is small) or one Ray session
+        ex = stack.enter_context(make_executor(opts.engine, opts.workers, opts.ray_address))
         events_path = tmp / ".events"
         origins = _Origins(files)
         index = None
@@ -152,7 +155,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
         plan = SplitPlan()
         t0 = time.perf_counter()
         try:
-            counts = _pass_one(files, opts, report, events_path, origins, index, by_category, plan)
+            counts = _pass_one(ex, files, opts, report, events_path, origins, index, by_category, plan)
         except TooManyRecords as e:
             raise InputError(files[-1], str(e)) from e
         report.time("pass1", time.perf_counter() - t0)
@@ -161,12 +164,12 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             index.finish()
             report.time("neardup_join", time.perf_counter() - t0)
             t0 = time.perf_counter()
-            dedup_info.update(_resolve_borderline(files, opts, report, events_path, origins, index, plan))
+            dedup_info.update(_resolve_borderline(ex, files, opts, report, events_path, origins, index, plan))
             report.time("verify_pass", time.perf_counter() - t0)
             b, r = index.bands_rows
             dedup_info.update(bands=b, rows=r, margin=round(index.margin, 4), **index.stats, **index.describe())
         t0 = time.perf_counter()
-        _pass_two(files, opts, report, events_path, origins, index, tmp, by_category, plan)
+        _pass_two(ex, files, opts, report, events_path, origins, index, tmp, by_category, plan)
         report.time("pass2", time.perf_counter() - t0)
         events_path.unlink()
         report.details["dedup"] = dedup_info
@@ -177,17 +180,19 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
     return report
 
 
-def _split_batches(files: list[str], opts: CleanOptions, report: StageReport, plan: SplitPlan) -> Iterator[tuple]:
+def _split_batches(ex: Executor, files: list[str], opts: CleanOptions, report: StageReport,
+                   plan: SplitPlan) -> Iterator[tuple]:
     """(items, outcomes, signatures, band keys) per batch in input order, from clean's steps run on
     the engine over input splits; origins renumbered to their file's own lines. Never depends on
     the engine, the workers or the split size."""
     build = CleanSteps(opts.config, opts.fmt, "exact" in opts.dedup, opts.minhash if "minhash" in opts.dedup else None)
     numbers = LineNumbers()
-    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
-        split_bytes = opts.split_bytes or min(MAX_AUTO_SPLIT_BYTES, auto_split_bytes(files, ex.workers))
-        plan.split_bytes = split_bytes
-        tasks = record_tasks(files, build, opts.encoding, opts.max_record_bytes, split_bytes, ex.workers)
-        for res in progress(ex.map(run_clean_task, tasks), "clean: filter + signatures", unit="task"):
+    split_bytes = opts.split_bytes or min(MAX_AUTO_SPLIT_BYTES, auto_split_bytes(files, ex.workers))
+    plan.split_bytes = split_bytes
+    tasks = record_tasks(files, build, opts.encoding, opts.max_record_bytes, split_bytes, ex.workers)
+    results = ex.map(run_clean_task, tasks)
+    with contextlib.closing(results):  # closed early (a failure downstream): no more tasks start
+        for res in progress(results, "clean: filter + signatures", unit="task"):
             for name, secs in res.timings.items():
                 report.time(name, secs)
             off = numbers.offset(res.split, res.n_lines)
@@ -199,7 +204,7 @@ def _split_batches(files: list[str], opts: CleanOptions, report: StageReport, pl
                 yield batch
 
 
-def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
+def _pass_one(ex: Executor, files, opts: CleanOptions, report: StageReport, events_path: Path,
               origins: _Origins, index: NearDup | None, by_category: _ByCategory, plan: SplitPlan) -> dict:
     exact = ExactIndex() if "exact" in opts.dedup else None
     by_filter: dict[str, Counter] = {f.name: Counter() for f in opts.config.filters}
@@ -209,7 +214,7 @@ def _pass_one(files, opts: CleanOptions, report: StageReport, events_path: Path,
     normalized: Counter = Counter()
     scripts: Counter = Counter()
     examples: dict[str, dict[str, list]] = {name: {} for name in by_filter}
-    batches = _split_batches(files, opts, report, plan)
+    batches = _split_batches(ex, files, opts, report, plan)
     with open(events_path, "w", encoding="utf-8", newline="\n") as events, contextlib.closing(batches):
         for chunk, results, sigs, keys in batches:  # closing: a failure here stops the workers at once
             t = time.perf_counter()
@@ -269,7 +274,7 @@ def _reject(report: StageReport, events, rej: Rejected) -> None:
     events.write(dumps(rej.to_json()) + "\n")
 
 
-def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
+def _resolve_borderline(ex: Executor, files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
                         index: NearDup, plan: SplitPlan) -> dict:
     """Extra pass, only when some LSH pairs were too close to the threshold to decide on the
     estimate: the records of those pairs are re-read and shingle-hashed on the engine (verify.py)
@@ -279,21 +284,19 @@ def _resolve_borderline(files, opts: CleanOptions, report: StageReport, events_p
         return {"verify_pass": False}
     mh = opts.minhash
     verify = VerifyPass(events_path, origins, resolver, opts.fmt, opts.config.normalize, mh.shingle, mh.ngram)
-    with make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
-        tasks = record_tasks(files, None, opts.encoding, opts.max_record_bytes, plan.split_bytes, ex.workers)
-        results = ex.map(run_verify_job, verify.jobs(tasks, plan))
-        with contextlib.closing(results):
-            for hashes in progress(results, "clean: verify borderline pairs", unit="task"):
-                verify.feed(hashes)
+    tasks = record_tasks(files, None, opts.encoding, opts.max_record_bytes, plan.split_bytes, ex.workers)
+    results = ex.map(run_verify_job, verify.jobs(tasks, plan))
+    with contextlib.closing(results):
+        for hashes in progress(results, "clean: verify borderline pairs", unit="task"):
+            verify.feed(hashes)
     return {"verify_pass": True, "max_records_held_for_verification": resolver.max_held}
 
 
-def _pass_two(files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
+def _pass_two(ex: Executor, files, opts: CleanOptions, report: StageReport, events_path: Path, origins: _Origins,
               index: NearDup | None, tmp: Path, by_category: _ByCategory, plan: SplitPlan) -> None:
     """The write pass on the engine (write.py): splits as in pass 1, results in input order."""
     writer = WritePass(events_path, origins, index, opts.fmt, opts.config.normalize)
-    with open(tmp / "clean.jsonl", "wb") as out, open(tmp / "rejected.jsonl", "wb") as rejected, \
-            make_executor(opts.engine, opts.workers, opts.ray_address) as ex:
+    with open(tmp / "clean.jsonl", "wb") as out, open(tmp / "rejected.jsonl", "wb") as rejected:
         tasks = record_tasks(files, None, opts.encoding, opts.max_record_bytes, plan.split_bytes, ex.workers)
         results = ex.map(run_write_job, writer.jobs(tasks, plan))
         for res in progress(results, "clean: write", total=len(plan), unit="task"):
