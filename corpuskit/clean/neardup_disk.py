@@ -362,13 +362,13 @@ class DiskNearDup:
 
     path = "disk"
 
-    def __init__(self, params: MinHashParams, folder: Path, buffer_bytes: int, engine: str = "local",
-                 ray_address: str | None = None):
+    def __init__(self, params: MinHashParams, folder: Path, buffer_bytes: int, on_ray: bool = False):
         self.params = params
-        # with --engine ray, clusters whose union-find (4 bytes per record) does not fit the buffers
-        # are found by connected components on the cluster instead (components.py)
-        self.engine, self.ray_address = engine, ray_address
-        self._ray = None  # the Ray connection the components run on, held until close()
+        # on_ray: the caller holds a Ray connection for the run (clean's Ray executor); clusters whose
+        # union-find (4 bytes per record) does not fit the buffers are then found by connected
+        # components on the cluster instead (components.py)
+        self.on_ray = on_ray
+        self._cc = None  # RayComponents, once the distributed path runs
         self._edges = None  # EdgeChunks of exact-verified borderline pairs (distributed path)
         self._forest = self._final = None  # components after the estimate, and after the verify pass
         self._table: tuple | None = None  # (range, dup ids, roots, equal counts) of one result range
@@ -410,9 +410,7 @@ class DiskNearDup:
         self.band_runs.flush()
         if self.distributed:
             from corpuskit.clean.components import EdgeChunks, RayComponents
-            from corpuskit.engine.executor import RayExecutor
 
-            self._ray = RayExecutor(None, self.ray_address)  # joins the cluster (or starts Ray) for the join
             self._cc = RayComponents(range_rows=max(1024, self.buffer_bytes // 24))
             accepted, self._edges = EdgeChunks(self.buffer_bytes // 16), EdgeChunks(self.buffer_bytes // 16)
             join = accepted.add
@@ -477,7 +475,7 @@ class DiskNearDup:
     def distributed(self) -> bool:
         """Components on Ray: the engine is Ray and a union-find over all records (4 bytes each)
         would not fit the buffers the budget leaves."""
-        return self.engine == "ray" and self.n * 4 > self.buffer_bytes
+        return self.on_ray and self.n * 4 > self.buffer_bytes
 
     def _union(self, i: int, j: int) -> None:
         if self._edges is not None:
@@ -554,10 +552,8 @@ class DiskNearDup:
 
     def close(self) -> None:
         self.store.close()
-        if self._ray is not None:
-            self._forest = self._final = self._table = None
-            self._ray.close()
-            self._ray = None
+        if self._cc is not None:  # drop the references to the Ray objects before Ray stops
+            self._forest = self._final = self._table = self._cc = None
             self.store.path.unlink(missing_ok=True)
 
 
@@ -574,9 +570,9 @@ class NearDup:
     path ran (tested)."""
 
     def __init__(self, params: MinHashParams, scratch: Path, budget: MemoryBudget = MemoryBudget(),
-                 other_per_record: int = 0, engine: str = "local", ray_address: str | None = None):
+                 other_per_record: int = 0, on_ray: bool = False):
         self.params, self.scratch, self.budget = params, Path(scratch), budget
-        self.engine, self.ray_address = engine, ray_address  # components on Ray past the union-find's budget
+        self.on_ray = on_ray  # components on Ray past the union-find's budget (DiskNearDup)
         self.index: NearDupIndex | DiskNearDup = NearDupIndex(params)
         self.path = "memory"
         self.switched_at = 0
@@ -596,7 +592,7 @@ class NearDup:
 
     def _to_disk(self) -> None:
         old = self.index
-        disk = DiskNearDup(self.params, self.scratch, self.buffer_bytes(), self.engine, self.ray_address)
+        disk = DiskNearDup(self.params, self.scratch, self.buffer_bytes(), self.on_ray)
         for block_no, block in enumerate(old._sigs):
             rows = min(old._ROWS, old._rows - block_no * old._ROWS)
             disk.add_batch(block[:rows])

@@ -48,7 +48,6 @@ DEDUP_METHODS = ("exact", "minhash")
 # default --split-size cap: a task's records are held until the driver indexes them, and small
 # splits keep peak memory near that of a record stream (measured: 4M splits +60 MB, 256K +0-30 MB)
 MAX_AUTO_SPLIT_BYTES = 256 << 10
-_CANDIDATE = CANDIDATE  # events-file line for a record that reached dedup
 
 
 @dataclass
@@ -149,7 +148,7 @@ def clean(inputs: list[str], outdir: str | os.PathLike, opts: CleanOptions) -> S
             # besides the near-dup state, each record that reaches dedup holds an origin (6 bytes)
             # and, with exact dedup, one dict entry (~120 bytes)
             index = NearDup(mh, scratch, opts.memory, other_per_record=6 + (120 if "exact" in opts.dedup else 0),
-                            engine=opts.engine, ray_address=opts.ray_address)
+                            on_ray=ex.name == "ray")
             stack.callback(index.close)
         by_category = _ByCategory()
         plan = SplitPlan()
@@ -258,7 +257,7 @@ def _pass_one(ex: Executor, files, opts: CleanOptions, report: StageReport, even
                         continue
                 origins.add(item.origin)
                 rows.append(res.row)
-                events.write(_CANDIDATE)
+                events.write(CANDIDATE)  # a record that reached dedup
             if index is not None and rows:
                 index.add_batch(sigs[rows], keys[rows])
             report.time("dedup_index", time.perf_counter() - t)

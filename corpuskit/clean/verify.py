@@ -17,10 +17,8 @@ import numpy as np
 from corpuskit.clean.config import NormalizeConfig
 from corpuskit.clean.minhash import FormBatch, batch_token_ids, ngram_hashes
 from corpuskit.clean.steps import normalized as normalize_record
-from corpuskit.clean.write import SplitEvents, SplitPlan, changed
+from corpuskit.clean.write import SplitEvents, SplitPlan, changed, reconverted
 from corpuskit.engine.tasks import RecordTask, task_items
-from corpuskit.ingest import convert_value
-from corpuskit.records import Origin, Rejected
 
 
 @dataclass(frozen=True)
@@ -45,10 +43,7 @@ def run_verify_job(job: VerifyJob) -> list[np.ndarray]:
             break
         if pos != job.wanted[k]:
             continue
-        line = item.origin.line + job.offset
-        rec = convert_value(item.value, Origin(path, line), job.fmt) if item.error is None else None
-        if line != job.lines[k] or rec is None or isinstance(rec, Rejected):
-            raise changed(path, line)
+        rec = reconverted(item, path, item.origin.line + job.offset, job.lines[k], job.fmt)
         texts.append(normalize_record(rec, job.normalize)[0].dedup_text())
         k += 1
     if k != len(job.wanted):

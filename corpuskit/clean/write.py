@@ -72,6 +72,15 @@ class WriteResult:
     order: bytes = b""  # per rejected item in input order: E (pass 1's line) or N (the next dup line)
 
 
+def reconverted(item, path: str, line: int, seen_line: int, fmt: str):
+    """The record of an item pass 1 let through to dedup, converted again at its file line; the item
+    must stand where pass 1 saw it and still convert (else the file changed between the passes)."""
+    rec = convert_value(item.value, Origin(path, line), fmt) if item.error is None and line == seen_line else None
+    if rec is None or isinstance(rec, Rejected):
+        raise changed(path, line)
+    return rec
+
+
 def near_dup_message(kept: Origin, sim: float) -> str:
     return f"near-duplicate of {kept} (estimated Jaccard {sim:.3f})"
 
@@ -85,26 +94,23 @@ def run_write_job(job: WriteJob) -> WriteResult:
     dups = iter(job.dups)
     n = 0
     for n, item in enumerate(task_items(job.task), 1):
-        if n > len(job.marks):
-            raise changed(path, item.origin.line + job.offset, "more records on the second read")
         line = item.origin.line + job.offset
+        if n > len(job.marks):
+            raise changed(path, line, "more records on the second read")
         if line != job.lines[n - 1]:
             raise changed(path, line)
         mark = job.marks[n - 1]
         if mark == _REJECTED:
             order.append(_FROM_EVENTS)
             continue
-        origin = Origin(path, line)
-        rec = convert_value(item.value, origin, job.fmt) if item.error is None else None
-        if rec is None or isinstance(rec, Rejected):
-            raise changed(path, line)
+        rec = reconverted(item, path, line, line, job.fmt)
         if mark == _KEPT:
             res.kept_by_category[rec.category] += 1
             out.append(dumps(normalize_record(rec, job.normalize)[0].to_json()))
             continue
         kept_json, sim = next(dups)
         kept = Origin(kept_json["path"], kept_json["line"])
-        rej = Rejected("near_duplicate", origin, near_dup_message(kept, sim), raw=rec.to_json(),
+        rej = Rejected("near_duplicate", rec.origin, near_dup_message(kept, sim), raw=rec.to_json(),
                        detail={"duplicate_of": kept_json, "similarity": sim})
         res.dup_lines.append(dumps(rej.to_json()) + "\n")
         res.dup_categories.append(rec.category)
@@ -117,16 +123,17 @@ def run_write_job(job: WriteJob) -> WriteResult:
 
 
 class SplitEvents:
-    """Pass 1's events, task by task: for each item of a task, the file line pass 1 saw and either its
-    reject line (rejected in pass 1) or its candidate id (it reached dedup). Checks that the second
-    read has the same tasks, files and counts; a task's item lines are checked where it runs."""
+    """Pass 1's events, task by task: for each item of a task either its reject line (rejected in
+    pass 1; the line holds its origin) or its candidate id and the file line pass 1 saw (it reached
+    dedup). Checks that the second read has the same tasks, files and counts; a task's item lines
+    are checked where it runs."""
 
     def __init__(self, events_path, origins):
         self.events_path, self.origins = events_path, origins
         self.cand = 0
 
     def walk(self, tasks, plan: SplitPlan, complete: bool = True) -> Iterator[tuple]:
-        """(task, plan index, [(line, candidate id or None, reject line or None)]) per task.
+        """(task, plan index, [(line, candidate id, None) or (None, None, reject line)]) per task.
         `complete`: the caller reads to the end (the checks for missing input run then)."""
         origins = self.origins
         n_tasks = 0
@@ -142,10 +149,7 @@ class SplitEvents:
                     if not event:
                         raise changed(path, None, "events file ended early")
                     if event != CANDIDATE:
-                        was = json.loads(event)["origin"]
-                        if was["path"] != path:
-                            raise changed(path, was["line"])
-                        entries.append((was["line"], None, event))
+                        entries.append((None, None, event))  # its line is in the event (WritePass reads it)
                         continue
                     origin = origins[self.cand]
                     if origin.path != path:
@@ -179,11 +183,15 @@ class WritePass:
         for task, k, entries in self.events.walk(tasks, plan):
             marks, lines, dups, rejects, dup_meta = bytearray(), array("Q"), [], [], []
             for line, cand, event in entries:
-                lines.append(line)
                 if cand is None:
+                    was = json.loads(event)["origin"]
+                    if was["path"] != task.split.path:
+                        raise changed(task.split.path, was["line"])
+                    lines.append(was["line"])
                     marks.append(_REJECTED)
                     rejects.append(event)
                     continue
+                lines.append(line)
                 root = index.find(cand) if index is not None else cand
                 if root == cand:
                     marks.append(_KEPT)

@@ -17,8 +17,7 @@ from typing import Any, Iterable, Iterator
 from corpuskit.engine.executor import Executor
 from corpuskit.engine.runner import LineNumbers
 from corpuskit.engine.splits import Split, count_lines
-from corpuskit.engine.tasks import BATCH, RecordTask
-from corpuskit.ingest import RawItem, read_file
+from corpuskit.engine.tasks import BATCH, RecordTask, task_items
 from corpuskit.records import Origin, Rejected
 from corpuskit.step import run_steps
 
@@ -38,11 +37,7 @@ def run_item_task(task: RecordTask) -> ItemResult:
     steps = task.build_steps()
     split = task.split
     result = ItemResult(split)
-    if task.items is not None:
-        items: Iterator[RawItem] = iter(task.items)
-    else:
-        items = iter(read_file(split.path, task.encoding, task.max_record_bytes,
-                               None if split.whole else (split.start, split.end)))
+    items = task_items(task)
     while batch := list(islice(items, BATCH)):
         result.items += len(batch)
         out = run_steps(steps, batch)

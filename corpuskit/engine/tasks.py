@@ -53,11 +53,7 @@ def run_record_task(task: RecordTask) -> TaskResult:
     steps = task.build_steps()
     split = task.split
     result = TaskResult(split)
-    if task.items is not None:
-        items: Iterator[RawItem] = iter(task.items)
-    else:
-        items = iter(read_file(split.path, task.encoding, task.max_record_bytes,
-                               None if split.whole else (split.start, split.end)))
+    items = task_items(task)
     chunks: list[bytes] = []
     while batch := list(islice(items, BATCH)):
         result.items += len(batch)
