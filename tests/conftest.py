@@ -85,6 +85,24 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def near_threshold_copies(data_dir) -> tuple[list[str], list[str]]:
+    """40 real reviews and a copy of each with 1-8 characters changed (seeded): the copies land on
+    both sides of a 0.8 Jaccard threshold, many of them within MinHash's margin."""
+    import random
+
+    rng = random.Random(3)
+    lines = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()
+    real = [t for t in lines if 150 <= len(t) <= 400][:40]
+    copies = []
+    for k, text in enumerate(real):
+        chars = list(text)
+        for _ in range(1 + k % 8):
+            chars[rng.randrange(len(chars))] = "某"
+        copies.append("".join(chars))
+    return real, copies
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A two-node Ray cluster on 127.0.0.1 for one test module (the engine tests' Ray runs)."""

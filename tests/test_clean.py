@@ -426,21 +426,13 @@ def test_estimated_similarity_tracks_true_jaccard(data_dir):
         assert abs(est - true) < 0.12
 
 
-def test_pairs_near_the_threshold_are_decided_on_exact_jaccard(tmp_path, data_dir):
-    """Copies of 40 real reviews with 1-8 characters changed (built on the fly) land on both sides
-    of the threshold; each copy must be dropped exactly when its true 5-gram Jaccard is >= 0.8."""
-    import random
-
+def test_pairs_near_the_threshold_are_decided_on_exact_jaccard(tmp_path, near_threshold_copies):
+    """Copies of 40 real reviews with 1-8 characters changed (conftest's near_threshold_copies) land
+    on both sides of the threshold; each copy must be dropped exactly when its true 5-gram Jaccard is
+    >= 0.8."""
     from corpuskit.clean.minhash import shingle_hashes
 
-    rng = random.Random(3)
-    real = [t for t in lines(data_dir / "reviews_pos_head.txt") if 150 <= len(t) <= 400][:40]
-    copies = []
-    for k, text in enumerate(real):
-        chars = list(text)
-        for _ in range(1 + k % 8):
-            chars[rng.randrange(len(chars))] = "某"
-        copies.append("".join(chars))
+    real, copies = near_threshold_copies
     src = tmp_path / "pairs.jsonl"
     src.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in real + copies), encoding="utf-8")
     run("clean", src, "-o", tmp_path / "out", "--filters", "none")

@@ -64,18 +64,25 @@ def test_input_changed_between_the_passes_is_one_clear_error(tmp_path, data_dir,
     assert not out.exists()
 
 
-def test_write_pass_output_equals_a_single_split_run(tmp_path, data_dir):
-    """Many 1K splits (each with rejects, kept records and near copies interleaved) against one split:
-    the same bytes, and the counts add up."""
-    path = make_input(tmp_path, data_dir)
+def same_outputs(path: Path, tmp_path: Path, *variants: list[str]) -> list[Path]:
+    """`clean --filters none` once per variant of options; checks every run wrote the same
+    clean.jsonl and rejected.jsonl and returns the output folders."""
     outs = []
-    for extra in (["--split-size", "1G"], ["--split-size", "1K", "--workers", "2"]):
+    for extra in variants:
         out = tmp_path / f"out{len(outs)}"
         res = CliRunner().invoke(main, ["clean", str(path), "-o", str(out), "--filters", "none", *extra])
         assert res.exit_code == 0, res.output
         outs.append(out)
     for name in ("clean.jsonl", "rejected.jsonl"):
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+        assert len({(o / name).read_bytes() for o in outs}) == 1, name
+    return outs
+
+
+def test_write_pass_output_equals_a_single_split_run(tmp_path, data_dir):
+    """Many 1K splits (each with rejects, kept records and near copies interleaved) against one split:
+    the same bytes, and the counts add up."""
+    path = make_input(tmp_path, data_dir)
+    outs = same_outputs(path, tmp_path, ["--split-size", "1G"], ["--split-size", "1K", "--workers", "2"])
     report = json.loads((outs[1] / "report.json").read_text(encoding="utf-8"))
     rejected = report["counts"]["rejected"]
     assert rejected.get("exact_duplicate", 0) >= 10 and rejected.get("near_duplicate", 0) >= 5
@@ -85,46 +92,28 @@ def test_write_pass_output_equals_a_single_split_run(tmp_path, data_dir):
     assert len(kept) == report["counts"]["kept"]
 
 
-def borderline_corpus(tmp_path: Path, data_dir: Path) -> Path:
-    """Real reviews then copies with 1-8 characters changed: many pairs land near the threshold,
-    so the verify pass runs (as in test_clean's exact-Jaccard test)."""
-    import random
-
-    rng = random.Random(3)
-    lines = (data_dir / "reviews_pos_head.txt").read_text(encoding="utf-8").splitlines()
-    real = [t for t in lines if 150 <= len(t) <= 400][:40]
-    copies = []
-    for k, text in enumerate(real):
-        chars = list(text)
-        for _ in range(1 + k % 8):
-            chars[rng.randrange(len(chars))] = "某"
-        copies.append("".join(chars))
+def borderline_corpus(tmp_path: Path, near_threshold_copies) -> Path:
+    """The real reviews, then their copies near the threshold: the verify pass runs."""
+    real, copies = near_threshold_copies
     path = tmp_path / "pairs.jsonl"
     path.write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in real + copies),
                     encoding="utf-8")
     return path
 
 
-def test_verify_pass_on_the_engine_gives_the_same_decisions(tmp_path, data_dir):
-    path = borderline_corpus(tmp_path, data_dir)
-    outs = []
-    for extra in (["--split-size", "1G"], ["--split-size", "2K", "--workers", "2"]):
-        out = tmp_path / f"out{len(outs)}"
-        res = CliRunner().invoke(main, ["clean", str(path), "-o", str(out), "--filters", "none", *extra])
-        assert res.exit_code == 0, res.output
-        outs.append(out)
-    for name in ("clean.jsonl", "rejected.jsonl"):
-        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+def test_verify_pass_on_the_engine_gives_the_same_decisions(tmp_path, near_threshold_copies):
+    path = borderline_corpus(tmp_path, near_threshold_copies)
+    outs = same_outputs(path, tmp_path, ["--split-size", "1G"], ["--split-size", "2K", "--workers", "2"])
     dedup = [json.loads((o / "report.json").read_text(encoding="utf-8"))["details"]["dedup"] for o in outs]
     assert dedup[0]["verify_pass"] is True and dedup[0]["accepted_by_exact_jaccard"] > 0
     for key in ("borderline_pairs", "accepted_by_exact_jaccard", "max_records_held_for_verification"):
         assert dedup[0][key] == dedup[1][key], key
 
 
-def test_input_changed_before_the_verify_pass_is_one_clear_error(tmp_path, data_dir, monkeypatch):
+def test_input_changed_before_the_verify_pass_is_one_clear_error(tmp_path, near_threshold_copies, monkeypatch):
     import corpuskit.clean.pipeline as pipeline
 
-    path = borderline_corpus(tmp_path, data_dir)
+    path = borderline_corpus(tmp_path, near_threshold_copies)
     real_resolve = pipeline._resolve_borderline
 
     def edit_then_resolve(*args, **kwargs):
